@@ -1,0 +1,140 @@
+"""The one place that decides the environment of every ROS process the project starts.
+
+Tests, CI, the demo and benchmarks all start ROS processes through :func:`ros_environment` /
+:func:`apply_ros_environment` / :func:`popen_ros`, so three rules hold everywhere:
+
+- **Loopback only.** ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``. ROS 2 Kilted ignores the old
+  ``ROS_LOCALHOST_ONLY``: with only that set, Fast DDS discovery multicast leaves the machine.
+  ``ROS_STATIC_PEERS`` is cleared so no peer outside this host is contacted either.
+- **A domain of its own.** ``ROS_DOMAIN_ID`` is unique per run: :func:`reserve_domain_id` takes an
+  exclusive ``flock`` on a per-id lock file, so concurrent test runs on one machine never share a
+  domain (and never see each other's topics).
+- **Logs inside the project.** ``ROS_LOG_DIR`` points into the project's working folder instead of
+  ``~/.ros/log``.
+
+This module does not import rclpy: it must run before rclpy creates its DDS participant, which
+reads these variables once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK_ENV: Mapping[str, str] = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
+
+# Fast DDS maps domain ids to UDP ports; 0-101 is the range that is valid on every Linux host.
+# 0 is the default everyone uses by hand, so reserved ids start at 1.
+DOMAIN_ID_RANGE = range(1, 102)
+_LOCK_DIR = Path(tempfile.gettempdir()) / "lbi_ros_domain_locks"
+
+
+def project_root() -> Path | None:
+    """The source checkout this package runs from, or None for an installed package."""
+    candidate = Path(__file__).resolve().parents[2]
+    return candidate if (candidate / "pyproject.toml").is_file() else None
+
+
+def default_log_dir() -> Path:
+    """``<checkout>/.ros-log`` in a source checkout, else ``~/.cache/lbi_ros/ros-log``."""
+    root = project_root()
+    return root / ".ros-log" if root else Path.home() / ".cache" / "lbi_ros" / "ros-log"
+
+
+@dataclass
+class DomainReservation:
+    """An exclusively held ROS domain id; the lock is released by :meth:`release` or at exit."""
+
+    domain_id: int
+    _handle: object
+
+    def release(self) -> None:
+        handle = self._handle
+        if handle is not None:
+            handle.close()  # closing the file drops the flock
+            self._handle = None
+
+    def __enter__(self) -> DomainReservation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def reserve_domain_id(preferred: int | None = None) -> DomainReservation:
+    """Lock and return a ROS domain id no other live process of this machine holds through here.
+
+    The search starts from a pid-derived id so concurrent runs rarely contend for the same lock.
+    Raises RuntimeError when every id in :data:`DOMAIN_ID_RANGE` is held.
+    """
+    _LOCK_DIR.mkdir(parents=True, exist_ok=True)
+    ids = list(DOMAIN_ID_RANGE)
+    start = ids.index(preferred) if preferred in DOMAIN_ID_RANGE else os.getpid() % len(ids)
+    for offset in range(len(ids)):
+        domain_id = ids[(start + offset) % len(ids)]
+        handle = open(_LOCK_DIR / f"{domain_id}.lock", "a+")  # noqa: SIM115 - held for the reservation
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        return DomainReservation(domain_id, handle)
+    raise RuntimeError(f"all ROS domain ids {DOMAIN_ID_RANGE.start}..{DOMAIN_ID_RANGE.stop - 1} are in use")
+
+
+def ros_environment(
+    domain_id: int,
+    log_dir: str | os.PathLike[str] | None = None,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Return a copy of ``base`` (default ``os.environ``) set up for a loopback-only ROS process."""
+    if domain_id not in DOMAIN_ID_RANGE and domain_id != 0:
+        raise ValueError(f"ROS_DOMAIN_ID must be in 0..101, got {domain_id}")
+    env = dict(os.environ if base is None else base)
+    env.update(LOOPBACK_ENV)
+    env.pop("ROS_LOCALHOST_ONLY", None)  # ignored by Kilted; drop it so nobody relies on it
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    log_path = Path(log_dir) if log_dir is not None else default_log_dir()
+    log_path.mkdir(parents=True, exist_ok=True)
+    env["ROS_LOG_DIR"] = str(log_path)
+    # ament_index lookups (share/ of message packages) need the venv prefix without a sourced ROS.
+    prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
+    if sys.prefix not in prefixes:
+        prefixes.append(sys.prefix)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join(prefixes)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def apply_ros_environment(domain_id: int, log_dir: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """Set up *this* process for ROS (call before ``rclpy.init``); returns the applied environment."""
+    env = ros_environment(domain_id, log_dir)
+    os.environ.clear()
+    os.environ.update(env)
+    return env
+
+
+def popen_ros(
+    args: Sequence[str],
+    domain_id: int,
+    log_dir: str | os.PathLike[str] | None = None,
+    **popen_kwargs: object,
+) -> subprocess.Popen:
+    """Start a ROS process with the loopback-only environment of :func:`ros_environment`.
+
+    ``args[0] == "python"`` is replaced by this interpreter: ROS processes must start with the venv's
+    own Python so its bootstrapper sets the library path (see the README's pitfalls).
+    """
+    argv = list(args)
+    if argv and argv[0] == "python":
+        argv[0] = sys.executable
+    env = ros_environment(domain_id, log_dir, base=popen_kwargs.pop("env", None))  # type: ignore[arg-type]
+    # A child of another venv must not inherit that venv's bootstrap guard or library path.
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    return subprocess.Popen(argv, env=env, **popen_kwargs)  # type: ignore[call-overload]

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Set up everything lbi_ros needs without a ROS install, idempotently:
+#   1. system tools the message build needs (cmake, g++, make, Python headers, venv) via apt if missing;
+#   2. .venv with the pinned Python dependencies (torch CPU, ONNX Runtime, ROS 2 Kilted wheels, ...);
+#   3. the project's message types (and tf2_msgs/TFMessage when no ROS provides it) built with
+#      ament_cmake + rosidl into the venv, cached on a key of the sources, Python and ROS wheel versions;
+#   4. an editable install of lbi_ros (the `lbi` command).
+# A second run checks the stamps and returns in seconds.
+#
+# Environment: PYTHON (interpreter, default python3), LBI_VENV (default <repo>/.venv),
+#              LBI_CACHE (default <repo>/.cache), PIP_EXTRA (extra pip arguments).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PYTHON="${PYTHON:-python3}"
+VENV="${LBI_VENV:-$ROOT/.venv}"
+CACHE="${LBI_CACHE:-$ROOT/.cache}"
+log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --- 0. interpreter -----------------------------------------------------------------------------
+command -v "$PYTHON" >/dev/null || die "$PYTHON not found: install Python 3.11+ (apt-get install python3)"
+"$PYTHON" - <<'EOF' || die "Python 3.10-3.13 is required (the ROS 2 wheels exist for cp310-cp313)"
+import sys
+sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 13) else 1)
+EOF
+
+# --- 1. system tools ----------------------------------------------------------------------------
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || die "need root or sudo to apt-get install $*"
+    sudo="sudo"
+  fi
+  command -v apt-get >/dev/null || die "missing $* and apt-get is not available: install them by hand"
+  log "apt-get install $*"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+missing=()
+for tool in cmake g++ make; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+"$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+  || missing+=("python3-dev")
+"$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=("python3-venv")
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+cmake_version=$(cmake --version | head -1 | awk '{print $3}')
+"$PYTHON" -c "import sys; v=tuple(map(int,'$cmake_version'.split('.')[:2])); sys.exit(v < (3, 21))" \
+  || die "cmake >= 3.21 is required for the message build (found $cmake_version)"
+
+# --- 2. venv and pinned dependencies --------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating $VENV"
+  "$PYTHON" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+hash_files() { cat "$@" | sha256sum | cut -c1-16; }
+py_version=$("$VPY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+req_key="$(hash_files "$ROOT"/requirements/*.txt)-$py_version"
+if [ "$(cat "$VENV/.lbi-requirements-key" 2>/dev/null)" != "$req_key" ]; then
+  log "installing pinned dependencies (requirements/*.txt)"
+  # torch first and alone: its exact pin takes the CPU build; a later resolver pass must not pull CUDA.
+  "$VPY" -m pip install -q ${PIP_EXTRA:-} "$(grep -E '^torch==' "$ROOT/requirements/core.txt")"
+  "$VPY" -m pip install -q ${PIP_EXTRA:-} -r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/ros.txt" \
+    -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/dev.txt"
+  echo "$req_key" > "$VENV/.lbi-requirements-key"
+else
+  log "dependencies up to date"
+fi
+
+# --- 3. message types -----------------------------------------------------------------------------
+ros_versions=$("$VPY" -m pip freeze 2>/dev/null | grep -E '^ros-' | sort | sha256sum | cut -c1-16)
+msg_key="$(hash_files "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
+  "$ROOT"/cmake/*.cmake "$ROOT"/interfaces/tf2_msgs/msg/*.msg "$ROOT"/interfaces/tf2_msgs/CMakeLists.txt \
+  "$ROOT/scripts/setup.sh")-py$py_version-ros$ros_versions"
+msgs_ok() {
+  (cd / && "$VPY" -c 'import rclpy; from lbi_ros.msg import Person2DArray, Skeleton3DArray; from tf2_msgs.msg import TFMessage') \
+    >/dev/null 2>&1
+}
+# the editable install first: the import check above needs lbi_ros itself
+if ! (cd / && "$VPY" -c 'import lbi_ros.cli.main') >/dev/null 2>&1 || [ ! -x "$VENV/bin/lbi" ]; then
+  log "installing lbi_ros (editable)"
+  "$VPY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
+fi
+tarball="$CACHE/msgs/$msg_key.tar.gz"
+if [ "$(cat "$VENV/.lbi-msgs-key" 2>/dev/null)" = "$msg_key" ] && msgs_ok; then
+  log "message types up to date"
+elif [ -f "$tarball" ]; then
+  log "restoring message types from $tarball"
+  tar xzf "$tarball" -C "$VENV"
+  echo "$msg_key" > "$VENV/.lbi-msgs-key"
+else
+  log "building message types (ament_cmake + rosidl, ~20 s)"
+  build="$ROOT/build/msgs"
+  rm -rf "$build"
+  export CMAKE_PREFIX_PATH="$VENV" AMENT_PREFIX_PATH="$VENV"
+  packages=()
+  # tf2_msgs only where nothing provides it (a sourced ROS install does).
+  (cd / && "$VPY" -c 'import tf2_msgs.msg' >/dev/null 2>&1) || packages+=("tf2_msgs:$ROOT/interfaces/tf2_msgs:")
+  # lbi_ros's generated Python goes off sys.path (see lbi_ros/__init__.py for why).
+  packages+=("lbi_ros:$ROOT:-DLBI_ROS_INSTALL_PYTHON=OFF -DPYTHON_INSTALL_DIR=lib/lbi_ros_generated")
+  manifest="$build/manifest.txt"
+  mkdir -p "$build"; : > "$manifest"
+  for entry in "${packages[@]}"; do
+    IFS=: read -r name src extra <<<"$entry"
+    # shellcheck disable=SC2086  # $extra holds several -D flags
+    cmake -S "$src" -B "$build/$name" -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_BUILD_TYPE=Release \
+      -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF -DLBI_ROS_PIP_WHEELS=ON $extra \
+      >"$build/$name.log" 2>&1 || { tail -40 "$build/$name.log"; die "cmake configure of $name failed"; }
+    cmake --build "$build/$name" -j"$(nproc)" >>"$build/$name.log" 2>&1 \
+      || { tail -40 "$build/$name.log"; die "build of $name failed"; }
+    cmake --install "$build/$name" >>"$build/$name.log" 2>&1 || die "install of $name failed"
+    sed "s|^$VENV/||" "$build/$name/install_manifest.txt" >> "$manifest"
+  done
+  mkdir -p "$CACHE/msgs"
+  tar czf "$tarball.tmp" -C "$VENV" -T "$manifest" && mv "$tarball.tmp" "$tarball"
+  echo "$msg_key" > "$VENV/.lbi-msgs-key"
+fi
+msgs_ok || die "message types do not import from $VPY (see build/msgs/*.log)"
+log "ready: $VENV (activate with: . $VENV/bin/activate)"

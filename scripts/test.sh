@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): set up (idempotent), lint, then the default test suite.
+# Extra arguments go to pytest, e.g. scripts/test.sh -k smoke, or -m slow for the long tests.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+scripts/setup.sh
+VENV="${LBI_VENV:-$ROOT/.venv}"
+echo "[test] ruff check" >&2
+"$VENV/bin/ruff" check lbi_ros test
+marker=(-m "not slow")
+for arg in "$@"; do [ "$arg" = "-m" ] && marker=(); done
+echo "[test] pytest" >&2
+set +e
+"$VENV/bin/python" -m pytest "${marker[@]}" "$@"
+rc=$?
+set -e
+if [ $rc -eq 5 ]; then
+  echo "[test] ERROR: pytest collected no tests (exit 5): treating as a failure" >&2
+  exit 1
+fi
+exit $rc

@@ -1,0 +1,70 @@
+"""The environment helper: every ROS process the project starts is loopback-only, in its own domain."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from lbi_ros.ros.environment import (
+    DOMAIN_ID_RANGE,
+    popen_ros,
+    reserve_domain_id,
+    ros_environment,
+)
+
+ENV_KEYS = ("ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_DOMAIN_ID", "ROS_LOG_DIR", "ROS_LOCALHOST_ONLY", "ROS_STATIC_PEERS")
+
+
+def test_environment_overrides_a_hostile_base(tmp_path):
+    base = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_LOCALHOST_ONLY": "1",
+            "ROS_STATIC_PEERS": "192.0.2.7", "ROS_DOMAIN_ID": "0", "PATH": "/usr/bin"}
+    env = ros_environment(42, tmp_path, base=base)
+    assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    assert env["ROS_STATIC_PEERS"] == ""
+    assert "ROS_LOCALHOST_ONLY" not in env
+    assert env["ROS_DOMAIN_ID"] == "42"
+    assert env["ROS_LOG_DIR"] == str(tmp_path)
+    assert env["PATH"] == "/usr/bin"
+    assert base["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"  # the caller's mapping is untouched
+
+
+def test_every_started_process_is_loopback_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "SUBNET")
+    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
+    script = f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {ENV_KEYS!r}}}))"
+    with reserve_domain_id() as reservation:
+        for _ in range(2):
+            proc = popen_ros(["python", "-c", script], reservation.domain_id, tmp_path, stdout=subprocess.PIPE)
+            out, _ = proc.communicate(timeout=60)
+            seen = json.loads(out)
+            assert proc.returncode == 0
+            assert seen["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+            assert seen["ROS_LOCALHOST_ONLY"] is None
+            assert seen["ROS_DOMAIN_ID"] == str(reservation.domain_id)
+            assert seen["ROS_LOG_DIR"] == str(tmp_path)
+
+
+def test_domain_reservations_are_exclusive():
+    held = [reserve_domain_id() for _ in range(3)]
+    try:
+        ids = [r.domain_id for r in held]
+        assert len(set(ids)) == 3
+        assert all(i in DOMAIN_ID_RANGE for i in ids)
+        # another process cannot take an id held here
+        probe = (
+            "import fcntl, sys; from lbi_ros.ros import environment as e;"
+            f"r = e.reserve_domain_id({ids[0]}); print(r.domain_id)"
+        )
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+        assert int(out.stdout) not in ids
+    finally:
+        for r in held:
+            r.release()
+
+
+def test_invalid_domain_rejected():
+    import pytest
+
+    with pytest.raises(ValueError, match="0..101"):
+        ros_environment(232)
