@@ -1,0 +1,94 @@
+"""sensor_msgs/Image <-> numpy without cv_bridge (not on PyPI, and its copy there is broken).
+
+Every field from the wire is checked before the buffer is trusted: a camera driver that lies about
+``step`` or the encoding must produce a clear :class:`ImageError`, never a garbled crop or a crash.
+Reading is a zero-copy ``np.frombuffer`` view where the layout allows it (a 921 KB frame in ~0.03 ms);
+writing uses ``tobytes()`` (assigning a numpy array to a ``uint8[]`` field element-wise takes ~95 ms).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sensor_msgs.msg import Image
+
+# encoding -> (channels, dtype, channel order to reach RGB or None for mono)
+SUPPORTED_ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
+    "rgb8": (3, np.dtype(np.uint8), (0, 1, 2)),
+    "bgr8": (3, np.dtype(np.uint8), (2, 1, 0)),
+    "rgba8": (4, np.dtype(np.uint8), (0, 1, 2)),
+    "bgra8": (4, np.dtype(np.uint8), (2, 1, 0)),
+    "mono8": (1, np.dtype(np.uint8), None),
+    "8UC1": (1, np.dtype(np.uint8), None),
+    "8UC3": (3, np.dtype(np.uint8), (2, 1, 0)),  # OpenCV's default channel order is BGR
+    "mono16": (1, np.dtype(np.uint16), None),
+    "16UC1": (1, np.dtype(np.uint16), None),
+}
+# The lifter's image branch needs at most this many pixels per side (a crop of a person is
+# resampled to 128x96 anyway); larger frames are refused rather than risking memory and latency.
+MAX_IMAGE_SIDE = 8192
+
+
+class ImageError(ValueError):
+    """An Image message that cannot be read as claimed; ``reason`` is a short counter key."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def image_to_rgb(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """Return an (H, W, 3) uint8 RGB array for ``msg``; raise :class:`ImageError` on any inconsistency.
+
+    Mono images are replicated to three channels; 16-bit mono is scaled to 8 bits by its maximum
+    (shape cues survive, absolute intensity does not matter to the lifter).
+    """
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 1 or width <= 1:
+        raise ImageError("image_too_small", f"image is {width}x{height}: nothing to crop a person from")
+    if height > max_side or width > max_side:
+        raise ImageError("image_too_large", f"image is {width}x{height}, above the {max_side} px limit per side")
+    encoding = msg.encoding
+    if encoding not in SUPPORTED_ENCODINGS:
+        raise ImageError(
+            "unsupported_encoding",
+            f"encoding {encoding!r} is not supported; publish one of {sorted(SUPPORTED_ENCODINGS)}",
+        )
+    channels, dtype, order = SUPPORTED_ENCODINGS[encoding]
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageError("bad_step", f"step {step} < width*channels*bytes = {row_bytes} for {encoding}")
+    data = msg.data
+    size = len(data)
+    if size != step * height:
+        raise ImageError("bad_data_length", f"data has {size} bytes, expected step*height = {step * height}")
+    buffer = np.frombuffer(data, np.uint8)  # rclpy gives array.array('B'): a zero-copy view
+    rows = buffer.reshape(height, step)[:, :row_bytes]
+    if dtype.itemsize > 1:
+        wire = dtype.newbyteorder(">" if msg.is_bigendian else "<")
+        pixels = np.ascontiguousarray(rows).view(wire).reshape(height, width, channels).astype(dtype)
+    else:
+        pixels = rows.reshape(height, width, channels)
+    if dtype == np.uint16:
+        peak = int(pixels.max())
+        pixels = (pixels.astype(np.float32) * (255.0 / peak)).astype(np.uint8) if peak else pixels.astype(np.uint8)
+    if order is None:
+        return np.repeat(pixels, 3, axis=2) if channels == 1 else pixels
+    return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def rgb_to_image(rgb: np.ndarray, header=None, encoding: str = "rgb8") -> Image:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/Image (``rgb8`` or ``bgr8``)."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    if encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"encoding must be rgb8 or bgr8, got {encoding!r}")
+    pixels = rgb if encoding == "rgb8" else rgb[:, :, ::-1]
+    msg = Image()
+    if header is not None:
+        msg.header = header
+    msg.height, msg.width = int(rgb.shape[0]), int(rgb.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = msg.width * 3
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    return msg
