@@ -61,7 +61,7 @@ if [ "$(cat "$VENV/.lbi-requirements-key" 2>/dev/null)" != "$req_key" ]; then
   # torch first and alone: its exact pin takes the CPU build; a later resolver pass must not pull CUDA.
   "$VPY" -m pip install -q ${PIP_EXTRA:-} "$(grep -E '^torch==' "$ROOT/requirements/core.txt")"
   "$VPY" -m pip install -q ${PIP_EXTRA:-} -r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/ros.txt" \
-    -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/dev.txt"
+    -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/dev.txt" -r "$ROOT/requirements/deploy.txt"
   echo "$req_key" > "$VENV/.lbi-requirements-key"
 else
   log "dependencies up to date"

@@ -19,6 +19,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lbi_ros.cli.doctor",
     "lbi_ros.cli.data",
     "lbi_ros.cli.bench",
+    "lbi_ros.cli.train",
+    "lbi_ros.cli.evaluate",
+    "lbi_ros.cli.export",
+    "lbi_ros.cli.engine",
+    "lbi_ros.cli.demo",
 )
 
 

@@ -1,0 +1,114 @@
+"""Checkpoints: safetensors weights plus the config that built them, and nothing executable.
+
+A checkpoint file (``*.safetensors``) holds the model's state dict and, in the safetensors header's
+string metadata, the :class:`~lbi_ros.model.config.ModelConfig` (JSON) and free-form JSON extras
+(training config, step, metrics). Evaluation, export and the node rebuild the network from the file
+alone with :func:`load_model`.
+
+Why safetensors: a checkpoint may come from anywhere (a colleague, a download); pickle would execute
+whatever it contains. Optimiser state for exact resume lives in a separate file written by the
+trainer and read with ``torch.load(weights_only=True)``.
+
+Every failure mode a user can hit is a :class:`CheckpointError` that says what was expected and what
+came: missing file, truncated or not-safetensors file, no/invalid config, a config that does not
+build the weights it ships with (wrong architecture, missing or unexpected tensors, shape mismatches).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from lbi_ros.config import ConfigError, from_dict, to_dict
+from lbi_ros.model import build_model
+from lbi_ros.model.config import ModelConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = "1"
+KEY_FORMAT = "lbi_ros.format"
+KEY_MODEL_CONFIG = "lbi_ros.model_config"
+KEY_EXTRA = "lbi_ros.extra"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used, with the reason."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model_config: ModelConfig
+    state_dict: dict[str, torch.Tensor]
+    extra: dict[str, Any]
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, model_config: ModelConfig,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights and config atomically (temp file + rename: a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    metadata = {
+        KEY_FORMAT: FORMAT_VERSION,
+        KEY_MODEL_CONFIG: json.dumps(to_dict(model_config)),
+        KEY_EXTRA: json.dumps(extra or {}),
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read and validate a checkpoint file (weights stay on the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        state_dict = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or another format?): "
+                              f"{exc}") from exc
+    if metadata.get(KEY_FORMAT) != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: not an lbi_ros checkpoint of format {FORMAT_VERSION} "
+                              f"(metadata {KEY_FORMAT}={metadata.get(KEY_FORMAT)!r})")
+    try:
+        model_config = from_dict(ModelConfig, json.loads(metadata[KEY_MODEL_CONFIG]))
+        extra = json.loads(metadata.get(KEY_EXTRA, "{}"))
+    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
+        raise CheckpointError(f"{path}: invalid model config in the checkpoint: {exc}") from exc
+    return Checkpoint(model_config, state_dict, extra)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
+    """Rebuild the network from the checkpoint's own config and load its weights strictly; eval mode."""
+    checkpoint = read_checkpoint(path)
+    model = build_model(checkpoint.model_config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(checkpoint.state_dict))
+    unexpected = sorted(set(checkpoint.state_dict) - set(expected))
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+        for k, v in checkpoint.state_dict.items() if k in expected and v.shape != expected[k].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the config they ship with ({checkpoint.model_config.kind}); "
+            f"missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
+            f"shape mismatches {mismatched[:5]}"
+        )
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    model.to(device).eval()
+    return model, checkpoint
