@@ -1,0 +1,87 @@
+"""``lbi bench render``: synthetic training-sample throughput on one core.
+
+Times the whole per-sample path the training loader runs (pose sampling, bone retargeting, camera,
+2D noise, crop box, rendering, model-input encoding) in a single process with OpenCV limited to one
+thread, and reports median / p99 per-crop time and crops/s per core (1 / median; also the mean-based
+rate). Poses come from a mocap cache when ``--src`` is given, otherwise from the procedural generator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+log = logging.getLogger("lbi.bench.render")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--src", default="", help="mocap cache folder (default: procedural poses)")
+    parser.add_argument("--samples", type=int, default=1000, help="timed samples (default 1000)")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
+
+    cv2.setNumThreads(1)
+    config = SyntheticDataConfig(cache_dir=args.src, seed=args.seed, samples_per_epoch=args.samples)
+    dataset = SyntheticPoseDataset(config)
+    t0 = time.perf_counter()
+    _ = dataset.renderer, dataset.mocap  # build banks / load the cache outside the timed loop
+    setup_s = time.perf_counter() - t0
+    rng = np.random.default_rng(args.seed)
+    for _ in range(args.warmup):
+        dataset.generate(rng)
+    times = np.empty(args.samples)
+    cpu_times = np.empty(args.samples)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    for i in range(args.samples):
+        t, c = time.perf_counter(), time.thread_time()
+        dataset.generate(rng)
+        times[i] = time.perf_counter() - t
+        cpu_times[i] = time.thread_time() - c
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    median_ms, p99_ms = 1000 * float(np.median(times)), 1000 * float(np.percentile(times, 99))
+    cpu_median_ms = 1000 * float(np.median(cpu_times))
+    result = {
+        "benchmark": "render",
+        "crop": [config.crop.height, config.crop.width],
+        "pose_source": f"mocap cache {args.src}" if args.src else "procedural",
+        "samples": args.samples,
+        "median_ms": round(median_ms, 3),
+        "p99_ms": round(p99_ms, 3),
+        "crops_per_s_per_core": round(1000.0 / median_ms, 1),
+        "crops_per_s_mean": round(args.samples / wall, 1),
+        "cpu_median_ms": round(cpu_median_ms, 3),
+        "crops_per_cpu_s": round(1000.0 / cpu_median_ms, 1),
+        "cpu_utilisation": round(cpu / wall, 2),
+        "load_average_before": round(load_before, 2),
+        "setup_s": round(setup_s, 2),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    print(
+        f"render {config.crop.height}x{config.crop.width} ({result['pose_source']}), {args.samples} samples, "
+        f"1 process: median {median_ms:.3f} ms, p99 {p99_ms:.3f} ms per crop -> "
+        f"{result['crops_per_s_per_core']:.0f} crops/s per core (mean rate {result['crops_per_s_mean']:.0f}/s)"
+    )
+    if result["cpu_utilisation"] < 0.9 or load_before > 0.5:
+        print(f"note: load average {load_before:.1f} before the run and the process got "
+              f"{result['cpu_utilisation']:.0%} of a core; other load skews the numbers "
+              f"(median CPU time per crop {cpu_median_ms:.3f} ms -> {result['crops_per_cpu_s']:.0f} crops per CPU-second)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,577 @@
+"""Numpy renderer of a shaded capsule-body person, drawn directly into the model's crop.
+
+Why this design (measured prototype: /work/shared/method/CPU_BUDGET.md part B): work restricted to each
+primitive's screen bounding box keeps the cost proportional to covered pixels, and rendering the crop
+directly (the camera's intrinsics mapped into the crop, :meth:`CropBox.crop_intrinsics`) avoids rendering
+a full frame and warping it. At 128 x 96 a per-primitive Python loop spends most of its time in numpy call
+overhead, so all primitives are evaluated in one batch on windows padded to a common size (two size
+classes), and their covered pixels are z-resolved together with ``np.minimum.at``.
+
+Body model: 18 primitives, each a *tapered capsule* (sphere-swept cone) between two 3D points with radii
+``(ra, rb)``, or a sphere when both points coincide: head, hair cap, neck, torso core (pelvis to thorax),
+two torso halves (hip to shoulder; trousers below a belt line), upper arms, forearms, hands, thighs,
+shins, feet. They are drawn as screen-space impostors: for a pixel p, the closest point on the projected
+axis gives the axis parameter s, the projected radius ``r(s)`` and the normalised offset
+``q = |p - axis(s)|^2 / r(s)^2``. Inside (q < 1) the surface depth is ``z(s) - R * sqrt(1 - q)`` and the
+camera-frame normal is ``(dx/r, dy/r, -sqrt(1 - q))``. This is exact for spheres up to perspective
+foreshortening of the radius and a close approximation for limbs; a per-pixel z-buffer resolves overlaps
+between primitives.
+
+Shading: Lambert with one random directional light + ambient, per-material albedo (skin, hair, shirt,
+sleeves, pants, lower legs, shoes), optional stripes along a primitive's axis. Backgrounds: plain
+gradients, smooth noise, procedural textures (stripes, checkers, bricks, rings) and clutter (random
+shapes), drawn from a bank generated once from ``bank_seed`` and varied per sample by window, flip, channel
+order and gain. Optional occluder, blur and sensor noise. Pixels of the crop that fall outside the full
+camera image are black, exactly as ``cv2.warpAffine`` with a constant border gives at deployment.
+
+Everything random comes from the ``np.random.Generator`` passed in, so a crop is a deterministic function
+of the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lbi_ros.geometry import Intrinsics
+
+# Material ids (palette rows); striped variants use id + STRIPE_OFFSET.
+SKIN, HAIR, SHIRT, SLEEVE, PANTS, SHIN, SHOES = range(7)
+NUM_MATERIALS = 7
+STRIPE_OFFSET = 8
+NO_HIT = 255
+PALETTE_ROWS = 2 * STRIPE_OFFSET  # palette rows per person
+
+# Extra points appended to the 17 H36M joints before building primitives:
+# 17 l_toe, 18 r_toe, 19 head centre, 20 hair centre, 21 neck top, 22 l_hand end, 23 r_hand end.
+_L_TOE, _R_TOE, _HEAD_C, _HAIR_C, _NECK_TOP, _L_HAND, _R_HAND = range(17, 24)
+
+# (point a, point b, radius a [m], radius b [m], material)
+BODY_PRIMITIVES: tuple[tuple[int, int, float, float, int], ...] = (
+    (_HEAD_C, _HEAD_C, 0.095, 0.095, SKIN),
+    (_HAIR_C, _HAIR_C, 0.093, 0.093, HAIR),
+    (8, _NECK_TOP, 0.05, 0.045, SKIN),
+    (0, 8, 0.11, 0.115, SHIRT),  # torso core (pants below the belt line, see _PRIM_BELT)
+    (4, 11, 0.085, 0.08, SHIRT),  # left torso half
+    (1, 14, 0.085, 0.08, SHIRT),  # right torso half
+    (11, 12, 0.05, 0.042, SHIRT),
+    (14, 15, 0.05, 0.042, SHIRT),
+    (12, 13, 0.04, 0.032, SLEEVE),
+    (15, 16, 0.04, 0.032, SLEEVE),
+    (13, _L_HAND, 0.034, 0.028, SKIN),
+    (16, _R_HAND, 0.034, 0.028, SKIN),
+    (4, 5, 0.085, 0.056, PANTS),
+    (1, 2, 0.085, 0.056, PANTS),
+    (5, 6, 0.052, 0.038, SHIN),
+    (2, 3, 0.052, 0.038, SHIN),
+    (6, _L_TOE, 0.043, 0.035, SHOES),
+    (3, _R_TOE, 0.043, 0.035, SHOES),
+)
+_PRIM_A = np.array([p[0] for p in BODY_PRIMITIVES])
+_PRIM_B = np.array([p[1] for p in BODY_PRIMITIVES])
+_PRIM_RA = np.array([p[2] for p in BODY_PRIMITIVES])
+_PRIM_RB = np.array([p[3] for p in BODY_PRIMITIVES])
+_PRIM_MAT = np.array([p[4] for p in BODY_PRIMITIVES])
+# Torso primitives switch to the PANTS material below this fraction of their axis (from the hip end).
+_PRIM_BELT = np.array([0.22 if i in (3, 4, 5) else 0.0 for i in range(len(BODY_PRIMITIVES))])
+_NEAR_M = 0.05  # primitives closer to the camera than this are skipped
+_IS_TORSO = np.isin(np.arange(len(BODY_PRIMITIVES)), [3, 4, 5])
+_BACKGROUND_KINDS = ("plain", "noise", "texture", "clutter")
+_PERMUTATIONS = [np.eye(3)[list(p)] for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))]
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    bank_seed: int = 1234
+    bank_size: int = 24  # images per background kind
+    bank_resolution: int = 256
+    background_probs: tuple[float, float, float, float] = (0.15, 0.25, 0.3, 0.3)  # plain, noise, texture, clutter
+    occluder_prob: float = 0.08
+    blur_prob: float = 0.25
+    sensor_noise_max: float = 6.0  # uint8 levels (std)
+    ambient: tuple[float, float] = (0.25, 0.6)
+    diffuse: tuple[float, float] = (0.45, 0.9)
+    girth_scale: tuple[float, float] = (0.85, 1.3)
+    stripe_prob: float = 0.2
+
+    def __post_init__(self) -> None:
+        if len(self.background_probs) != 4 or min(self.background_probs) < 0 or sum(self.background_probs) <= 0:
+            raise ValueError(f"background_probs must be 4 non-negative weights, got {self.background_probs}")
+        if self.bank_size < 1 or self.bank_resolution < 64:
+            raise ValueError("bank_size >= 1 and bank_resolution >= 64 required")
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """Per-person look: palette (PALETTE_ROWS, 3) float32 RGB 0..255, light and body shape."""
+
+    palette: np.ndarray
+    light_dir: np.ndarray  # (3,) unit vector towards the light, camera frame
+    ambient: float
+    diffuse: float
+    girth: float
+    stripes: np.ndarray  # (NUM_MATERIALS,) bool
+    stripe_period_m: float
+
+
+_HAIR_COLOURS = np.array(
+    [[20.0, 16, 12], [70, 45, 25], [140, 100, 55], [200, 170, 110], [150, 150, 150]], dtype=np.float64
+)
+_SKIN_LIGHT, _SKIN_DARK = np.array([245.0, 212.0, 185.0]), np.array([85.0, 55.0, 40.0])
+
+
+def random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 3) RGB 0..255 colours: uniform hue, saturation biased low, value 0.12..0.98 (HSV -> RGB)."""
+    h = rng.random(n) * 6.0
+    sat = rng.uniform(0.0, 0.9, n) ** 1.3
+    val = rng.uniform(0.12, 0.98, n)
+    # HSV -> RGB: channel k = v - v s max(0, min(t, 4 - t, 1)), t = (k_offset + h) mod 6
+    t = (np.array([5.0, 3.0, 1.0]) + h[:, None]) % 6.0
+    return (val[:, None] - val[:, None] * sat[:, None] * np.clip(np.minimum(t, 4.0 - t), 0.0, 1.0)) * 255.0
+
+
+def sample_appearance(rng: np.random.Generator, config: RenderConfig = RenderConfig()) -> Appearance:
+    """Random clothing colours, skin tone, hair, stripes, light and girth."""
+    u = rng.random(12)
+    cols = random_colours(rng, 4 + NUM_MATERIALS)
+    pal = np.zeros((PALETTE_ROWS, 3))
+    pal[SKIN] = (_SKIN_LIGHT * (1 - u[0]) + _SKIN_DARK * u[0]) * (0.92 + 0.13 * u[1])
+    pal[HAIR] = _HAIR_COLOURS[int(u[2] * 5)] * (0.85 + 0.3 * u[3])
+    pal[SHIRT] = cols[0]
+    pal[SLEEVE] = pal[SHIRT] if u[4] < 0.6 else pal[SKIN]  # long or short sleeves
+    pal[PANTS] = cols[1] * (0.6 if u[5] < 0.5 else 1.0)
+    pal[SHIN] = pal[PANTS] if u[6] < 0.75 else pal[SKIN]  # trousers or shorts
+    pal[SHOES] = cols[2] * (0.3 + 0.7 * u[7])
+    pal[STRIPE_OFFSET : STRIPE_OFFSET + NUM_MATERIALS] = cols[4:]
+    stripes = rng.random(NUM_MATERIALS) < config.stripe_prob
+    stripes[[SKIN, HAIR]] = False
+    # Light from the camera's hemisphere (z < 0 points back towards the camera), mostly from above.
+    d = np.array([2 * u[8] - 1, -1.0 + 1.3 * u[9], -(0.2 + 0.8 * u[10])])
+    lo, hi = config.ambient
+    dlo, dhi = config.diffuse
+    glo, ghi = config.girth_scale
+    extra = rng.random(3)
+    return Appearance(
+        palette=np.clip(pal, 0, 255).astype(np.float32),
+        light_dir=(d / np.linalg.norm(d)).astype(np.float32),
+        ambient=float(lo + (hi - lo) * u[11]),
+        diffuse=float(dlo + (dhi - dlo) * extra[0]),
+        girth=float(glo + (ghi - glo) * extra[1]),
+        stripes=stripes,
+        stripe_period_m=float(0.04 + 0.08 * extra[2]),
+    )
+
+
+def body_points(joints_cam: np.ndarray, toes_cam: np.ndarray | None) -> np.ndarray:
+    """H36M-17 joints (17, 3) + toes (2, 3) -> the 24 points the primitives use (camera frame)."""
+    j = np.asarray(joints_cam, dtype=np.float64)
+    pts = np.empty((24, 3))
+    pts[:17] = j
+    if toes_cam is None:  # procedural poses without toes: a foot pointing forward-down from the ankle
+        lat, up_ = j[4] - j[1], j[8] - j[0]
+        fwd = np.array([lat[1] * up_[2] - lat[2] * up_[1], lat[2] * up_[0] - lat[0] * up_[2],
+                        lat[0] * up_[1] - lat[1] * up_[0]])
+        fwd /= max(np.linalg.norm(fwd), 1e-9)
+        down = j[0] - j[8]
+        down /= max(np.linalg.norm(down), 1e-9)
+        toes_cam = np.stack([j[6] + 0.12 * fwd + 0.06 * down, j[3] + 0.12 * fwd + 0.06 * down])
+    pts[17:19] = toes_cam
+    up = j[10] - j[8]
+    up /= max(np.linalg.norm(up), 1e-9)
+    face = j[9] - j[8]
+    face = face - up * (face @ up)
+    face /= max(np.linalg.norm(face), 1e-9)
+    centre = 0.5 * (j[9] + j[10]) - 0.02 * face
+    pts[_HEAD_C] = centre
+    pts[_HAIR_C] = centre + 0.022 * up - 0.03 * face
+    pts[_NECK_TOP] = j[8] + 0.6 * (centre - j[8])
+    for wrist, elbow, out in ((13, 12, _L_HAND), (16, 15, _R_HAND)):
+        d = j[wrist] - j[elbow]
+        pts[out] = j[wrist] + 0.08 * d / max(np.linalg.norm(d), 1e-9)
+    return pts
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Backgrounds
+# ---------------------------------------------------------------------------------------------------------
+
+
+class BackgroundBank:
+    """Procedural background images (uint8 RGB), generated once from a seed."""
+
+    def __init__(self, config: RenderConfig = RenderConfig()) -> None:
+        import cv2
+
+        rng = np.random.default_rng(config.bank_seed)
+        n, r = config.bank_size, config.bank_resolution
+        self.resolution = r
+        yy, xx = np.mgrid[0:r, 0:r].astype(np.float32) / r
+        self.images: dict[str, list[np.ndarray]] = {"noise": [], "texture": [], "clutter": []}
+        for _ in range(n):
+            # Smooth multi-octave noise mapped between two colours.
+            acc = np.zeros((r, r), np.float32)
+            for octave, amp in ((4, 1.0), (16, 0.5), (64, 0.25)):
+                small = rng.random((octave, octave)).astype(np.float32)
+                acc += amp * cv2.resize(small, (r, r), interpolation=cv2.INTER_CUBIC)
+            acc = (acc - acc.min()) / max(float(np.ptp(acc)), 1e-6)
+            c0, c1 = random_colours(rng, 2)
+            self.images["noise"].append(self._to_u8(c0 + acc[..., None] * (c1 - c0)))
+
+            # Regular textures.
+            kind = int(rng.integers(4))
+            ang = rng.uniform(0, math.pi)
+            f = rng.uniform(4, 30)
+            u = np.cos(ang) * xx + np.sin(ang) * yy
+            v = -np.sin(ang) * xx + np.cos(ang) * yy
+            if kind == 0:
+                pat = 0.5 + 0.5 * np.sin(2 * math.pi * f * u)
+            elif kind == 1:
+                pat = ((np.floor(f * u) + np.floor(f * v)) % 2).astype(np.float32)
+            elif kind == 2:  # bricks
+                row = np.floor(f * v)
+                pat = ((np.abs(((f * u + 0.5 * (row % 2)) % 1) - 0.5) > 0.45) | (((f * v) % 1) > 0.9))
+                pat = 1.0 - pat.astype(np.float32)
+            else:  # rings (wood-like)
+                cx, cy = rng.random(2)
+                pat = 0.5 + 0.5 * np.sin(2 * math.pi * f * np.hypot(xx - cx, yy - cy) + 3 * acc)
+            c0, c1 = random_colours(rng, 2)
+            img = c0 + pat[..., None].astype(np.float32) * (c1 - c0)
+            img *= (0.8 + 0.4 * acc)[..., None]
+            self.images["texture"].append(self._to_u8(img))
+
+            # Clutter: a gradient base with random shapes.
+            base = c0 * (0.6 + 0.6 * yy[..., None]) if rng.random() < 0.5 else self.images["noise"][-1].astype(np.float32)
+            canvas = np.ascontiguousarray(np.clip(base, 0, 255).astype(np.uint8))
+            for _ in range(int(rng.integers(8, 40))):
+                col = tuple(int(c) for c in random_colours(rng, 1)[0])
+                shape = int(rng.integers(4))
+                p = rng.integers(0, r, 2)
+                if shape == 0:
+                    q = p + rng.integers(5, r // 2, 2)
+                    cv2.rectangle(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), col, -1)
+                elif shape == 1:
+                    cv2.circle(canvas, (int(p[0]), int(p[1])), int(rng.integers(3, r // 5)), col, -1)
+                elif shape == 2:
+                    q = rng.integers(0, r, 2)
+                    cv2.line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), col, int(rng.integers(1, 8)))
+                else:
+                    pts = (p + rng.integers(-r // 6, r // 6, (int(rng.integers(3, 7)), 2))).astype(np.int32)
+                    cv2.fillPoly(canvas, [pts], col)
+            if rng.random() < 0.5:
+                canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.8, 3.0))
+            self.images["clutter"].append(canvas)
+
+    @staticmethod
+    def _to_u8(img: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
+
+    def sample(self, rng: np.random.Generator, height: int, width: int, kind: str) -> np.ndarray:
+        """A (height, width, 3) uint8 background of the given kind (``plain`` is made on the fly)."""
+        import cv2
+
+        u = rng.random(6)
+        if kind == "plain":
+            c0, c1 = random_colours(rng, 2)
+            t = np.linspace(0.0, 0.6 * u[0], height, dtype=np.float32)[:, None, None]
+            col = np.clip(c0 + t * (c1 - c0), 0, 255).astype(np.uint8)  # (height, 1, 3)
+            return np.ascontiguousarray(np.broadcast_to(col, (height, width, 3)))
+        bank = self.images[kind]
+        img = bank[int(u[0] * len(bank))]
+        r = self.resolution
+        step = 2 if (u[1] < 0.3 and 2 * height <= r and 2 * width <= r) else 1
+        if height * step > r or width * step > r:
+            out = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
+        else:
+            y0 = int(u[2] * (r - height * step + 1))
+            x0 = int(u[3] * (r - width * step + 1))
+            out = img[y0 : y0 + height * step, x0 : x0 + width * step]
+            if step == 2:  # zoomed out: area-average 2x2 blocks
+                out = cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
+        # (cv2 makes the window contiguous far faster than numpy does for strided uint8 copies)
+        out = cv2.flip(out, 1) if u[4] < 0.5 else np.ascontiguousarray(out)
+        # Random channel permutation and gain in one saturating 3x3 colour transform.
+        mix = _PERMUTATIONS[int(u[5] * 6)] * rng.uniform(0.6, 1.25)
+        return cv2.transform(out, mix)
+
+
+class PersonRenderer:
+    """Renders capsule people into crops or full frames. Holds the background and noise banks (build once
+    per worker: about 0.3 s)."""
+
+    def __init__(self, config: RenderConfig = RenderConfig()) -> None:
+        self.config = config
+        self.bank = BackgroundBank(config)
+        p = np.asarray(config.background_probs, dtype=np.float64)
+        self._bg_cdf = np.cumsum(p / p.sum())
+        # Sensor-noise bank: int16 Gaussian noise at a few strengths, windowed per sample.
+        rng = np.random.default_rng(config.bank_seed + 1)
+        r = config.bank_resolution
+        unit = rng.standard_normal((r, r, 3))
+        levels = np.linspace(0.0, config.sensor_noise_max, 5)[1:]
+        self._noise = [np.round(unit * lv).astype(np.int16) for lv in levels]
+
+    def render(
+        self,
+        joints_cam: np.ndarray,
+        intrinsics: Intrinsics,
+        height: int,
+        width: int,
+        rng: np.random.Generator,
+        toes_cam: np.ndarray | None = None,
+        appearance: Appearance | None = None,
+        valid_region: tuple[float, float, float, float] | None = None,
+        resolution_scale: float = 1.0,
+    ) -> np.ndarray:
+        """Render one person (H36M-17 joints in the camera frame, metres) -> (height, width, 3) uint8 RGB.
+
+        ``intrinsics`` are those of the rendered image (for a crop: ``CropBox.crop_intrinsics``).
+        ``valid_region`` = (x0, y0, x1, y1) in this image's pixel coordinates: the part that lies inside
+        the real camera image; pixels outside are set to black (deployment crops see the warp border there).
+        ``resolution_scale`` < 1 renders at that fraction of the size and upsamples bilinearly: what the
+        deployment warp does to a person who is smaller in the camera image than the crop (pass
+        ``box.h / crop_height``); it also saves time.
+        """
+        import cv2
+
+        cfg = self.config
+        app = appearance if appearance is not None else sample_appearance(rng, cfg)
+        u = rng.random(6)
+        kind = _BACKGROUND_KINDS[min(int(np.searchsorted(self._bg_cdf, u[0], side="right")), 3)]
+        scale = min(1.0, max(float(resolution_scale), 0.2))
+        h_r, w_r = max(8, round(height * scale)), max(6, round(width * scale))
+        if h_r >= height or w_r >= width:
+            h_r, w_r, intr = height, width, intrinsics
+        else:  # same field of view on a coarser grid (pixel centres: (i + 0.5) * w_r / width - 0.5)
+            sx, sy = w_r / width, h_r / height
+            intr = Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy,
+                              (intrinsics.cx + 0.5) * sx - 0.5, (intrinsics.cy + 0.5) * sy - 0.5)
+        image = self.bank.sample(rng, h_r, w_r, kind)
+        ids, shade = self._rasterize(body_points(joints_cam, toes_cam), intr, h_r, w_r, app)
+        composite(image, ids, shade, app.palette)  # albedo x shade where the body was hit
+        if u[1] < cfg.occluder_prob:
+            self._occlude(image, rng)
+        if u[2] < cfg.blur_prob:
+            image = cv2.GaussianBlur(image, (0, 0), 0.5 + 0.8 * u[3])
+        level = int(u[4] * (len(self._noise) + 1))  # 0 = no sensor noise
+        if level > 0:
+            bank = self._noise[level - 1]
+            if h_r > bank.shape[0] or w_r > bank.shape[1]:  # full frames: tile the bank
+                bank = np.tile(bank, (-(-h_r // bank.shape[0]), -(-w_r // bank.shape[1]), 1))
+            y0 = int(u[5] * (bank.shape[0] - h_r))
+            x0 = int(u[3] * (bank.shape[1] - w_r))
+            image = cv2.add(image, bank[y0 : y0 + h_r, x0 : x0 + w_r], dtype=cv2.CV_8U)
+        if h_r != height:
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+        if valid_region is not None:
+            x0, y0, x1, y1 = valid_region
+            c0, r0 = max(0, math.ceil(x0)), max(0, math.ceil(y0))
+            c1, r1 = min(width, math.floor(x1) + 1), min(height, math.floor(y1) + 1)
+            if c0 > 0 or r0 > 0 or c1 < width or r1 < height:
+                out = np.zeros_like(image)
+                if c1 > c0 and r1 > r0:
+                    out[r0:r1, c0:c1] = image[r0:r1, c0:c1]
+                image = out
+        return image
+
+    def _occlude(self, image: np.ndarray, rng: np.random.Generator) -> None:
+        h, w = image.shape[:2]
+        ow, oh = int(rng.uniform(0.2, 0.6) * w), int(rng.uniform(0.15, 0.5) * h)
+        side = int(rng.integers(4))
+        if side == 0:
+            x0, y0 = int(rng.integers(0, max(1, w - ow))), h - oh  # bottom (furniture)
+        elif side == 1:
+            x0, y0 = 0, int(rng.integers(0, max(1, h - oh)))
+        elif side == 2:
+            x0, y0 = w - ow, int(rng.integers(0, max(1, h - oh)))
+        else:
+            x0, y0 = int(rng.integers(0, max(1, w - ow))), int(rng.integers(0, max(1, h - oh)))
+        kind = ("plain", "noise", "texture", "clutter")[int(rng.integers(4))]
+        patch = self.bank.sample(rng, oh, ow, kind)
+        image[y0 : y0 + oh, x0 : x0 + ow] = patch
+
+    def _rasterize(
+        self, points: np.ndarray, intr: Intrinsics, height: int, width: int, app: Appearance
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One person: see :func:`rasterize_people` (material ids are the palette rows of ``app``)."""
+        return rasterize_people([points], [app], intr, height, width)
+
+
+def rasterize_people(
+    points: Sequence[np.ndarray], apps: Sequence[Appearance], intr: Intrinsics, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Z-buffered impostor rasterisation of people -> (ids (H, W) uint8, shade (H, W) float32).
+
+    ``points[k]`` are person k's 24 body points (:func:`body_points`), camera frame. ``ids`` are rows of
+    the people's stacked palettes (person k's material m -> ``k * PALETTE_ROWS + m``; ``NO_HIT`` where
+    nothing was hit), so at most 15 people. The light and ambient level of ``apps[0]`` light the scene.
+
+    All primitives are evaluated together, each on its own screen window padded to a common size (two
+    size classes), because per-call numpy overhead, not arithmetic, dominates at crop sizes. The covered
+    pixels ("fragments") of all primitives are then z-resolved with one ``np.minimum.at``.
+    """
+    n_people = len(points)
+    if n_people != len(apps) or not 1 <= n_people <= 255 // PALETTE_ROWS:
+        raise ValueError(f"need 1..{255 // PALETTE_ROWS} people with one appearance each, got {n_people}")
+    n_prims = len(BODY_PRIMITIVES)
+    girth = np.concatenate([np.where(_IS_TORSO, a.girth, 0.5 + 0.5 * a.girth) for a in apps])  # limbs: half
+    ra_m, rb_m = np.tile(_PRIM_RA, n_people) * girth, np.tile(_PRIM_RB, n_people) * girth
+    pts = np.concatenate([np.asarray(p, dtype=np.float64) for p in points])  # (K * 24, 3)
+    offsets = np.repeat(np.arange(n_people) * 24, n_prims)
+    a3, b3 = pts[np.tile(_PRIM_A, n_people) + offsets], pts[np.tile(_PRIM_B, n_people) + offsets]
+    za, zb = a3[:, 2], b3[:, 2]
+    ok = (za - ra_m > _NEAR_M) & (zb - rb_m > _NEAR_M)
+    # Projected endpoints and radii (pixels), vectorised over primitives.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        au = intr.fx * a3[:, 0] / za + intr.cx
+        av = intr.fy * a3[:, 1] / za + intr.cy
+        bu = intr.fx * b3[:, 0] / zb + intr.cx
+        bv = intr.fy * b3[:, 1] / zb + intr.cy
+        rap = intr.fx * ra_m / za
+        rbp = intr.fx * rb_m / zb
+        x0 = np.floor(np.minimum(au - rap, bu - rbp)).clip(0, width)
+        x1 = np.ceil(np.maximum(au + rap, bu + rbp) + 1).clip(0, width)
+        y0 = np.floor(np.minimum(av - rap, bv - rbp)).clip(0, height)
+        y1 = np.ceil(np.maximum(av + rap, bv + rbp) + 1).clip(0, height)
+    ok &= np.isfinite(au + av + bu + bv + rap + rbp) & (x1 > x0) & (y1 > y0)
+    ids = np.full(height * width, NO_HIT, dtype=np.uint8)
+    shade = np.zeros(height * width, dtype=np.float32)
+    prims = np.flatnonzero(ok)
+    if prims.size:
+        ex, ey = bu - au, bv - av
+        l2 = ex * ex + ey * ey
+        inv_l2 = np.where(l2 > 1e-6, 1.0 / np.maximum(l2, 1e-6), 0.0)  # spheres: s = 0
+        params = np.stack([
+            x0 - au, y0 - av, ex * inv_l2, ey * inv_l2, ex, ey, rap, rbp - rap, za, zb - za,
+            -0.5 * (ra_m + rb_m),
+        ], 1).astype(np.float32)  # (P, 11)
+        wx, wy = (x1 - x0).astype(int), (y1 - y0).astype(int)
+        area = wx * wy
+        # Two size classes keep the padding small: big (torso, thighs) and the rest.
+        big = area[prims] > 0.3 * area[prims].max()
+        light = np.asarray(apps[0].light_dir, dtype=np.float32) * np.float32(apps[0].diffuse)  # diffuse in L
+        frags = [
+            _prim_fragments(group, params, x0.astype(int), y0.astype(int), wx, wy, width, height, light)
+            for group in (prims[big], prims[~big]) if group.size
+        ]
+        pix, z, s, lambert, prim = (np.concatenate(f) for f in zip(*frags, strict=True))
+        # Z-buffer: per pixel minimum depth over all fragments, then keep the fragments at that depth.
+        zbuf = np.full(height * width, np.inf, dtype=np.float32)
+        np.minimum.at(zbuf, pix, z)
+        win = z == zbuf[pix]
+        pix, s, prim = pix[win], s[win], prim[win]
+        shade[pix] = lambert[win] + np.float32(apps[0].ambient)
+        person, local = np.divmod(prim, n_prims)
+        mat = np.where(s < _PRIM_BELT[local], PANTS, _PRIM_MAT[local])  # torso: trousers below the belt
+        seg_len = np.linalg.norm(b3 - a3, axis=1)[prim]
+        stripes = np.stack([a.stripes for a in apps])  # (K, NUM_MATERIALS)
+        striped = stripes[person, mat] & (seg_len > 0)  # stripes across the axis (not on spheres)
+        if striped.any():
+            period = np.array([a.stripe_period_m for a in apps])[person]
+            phase = (s * (seg_len / period)) % 1.0
+            mat = np.where(striped & (phase >= 0.5), mat + STRIPE_OFFSET, mat)
+        ids[pix] = person * PALETTE_ROWS + mat
+    return ids.reshape(height, width), shade.reshape(height, width)
+
+
+def composite(image: np.ndarray, ids: np.ndarray, shade: np.ndarray, palette: np.ndarray) -> None:
+    """In place: pixels with ``ids != NO_HIT`` get ``palette[ids] * shade`` (saturated uint8)."""
+    import cv2
+
+    lut = np.zeros((1, 256, 3), np.float32)
+    lut[0, : len(palette)] = palette
+    body = cv2.multiply(cv2.LUT(cv2.merge([ids, ids, ids]), lut), cv2.merge([shade, shade, shade]), dtype=cv2.CV_8U)
+    cv2.copyTo(body, (ids != NO_HIT).view(np.uint8), image)
+
+
+def render_people(
+    renderer: PersonRenderer,
+    joints_cam: np.ndarray,
+    toes_cam: np.ndarray | None,
+    intrinsics: Intrinsics,
+    width: int,
+    height: int,
+    rng: np.random.Generator,
+    appearances: Sequence[Appearance] | None = None,
+    scene_seed: int = 0,
+) -> np.ndarray:
+    """A full camera image (height, width, 3) uint8 RGB with several people, for demos and pipeline tests.
+
+    ``joints_cam`` (K, 17, 3) and ``toes_cam`` (K, 2, 3) or None, camera frame metres. Person k's look and
+    the background come from ``scene_seed`` (the same in every frame of a sequence) unless
+    ``appearances`` is given; ``rng`` only drives the per-frame sensor noise.
+    """
+    import cv2
+
+    joints = np.asarray(joints_cam, dtype=np.float64).reshape(-1, 17, 3)
+    k = joints.shape[0]
+    if appearances is None:
+        appearances = [sample_appearance(np.random.default_rng([scene_seed, i]), renderer.config) for i in range(k)]
+    scene_rng = np.random.default_rng([scene_seed, 1_000_003])
+    image = renderer.bank.sample(scene_rng, height, width, ("texture", "clutter", "noise")[int(scene_rng.integers(3))])
+    if k:
+        toes = [None] * k if toes_cam is None else list(np.asarray(toes_cam).reshape(-1, 2, 3))
+        pts = [body_points(joints[i], toes[i]) for i in range(k)]
+        ids, shade = rasterize_people(pts, list(appearances), intrinsics, height, width)
+        composite(image, ids, shade, np.concatenate([a.palette for a in appearances]))
+    noise = renderer._noise[int(rng.integers(len(renderer._noise)))]
+    reps = (-(-height // noise.shape[0]), -(-width // noise.shape[1]), 1)
+    return cv2.add(image, np.tile(noise, reps)[:height, :width], dtype=cv2.CV_8U)
+
+
+def _prim_fragments(
+    prims: np.ndarray, params: np.ndarray, x0: np.ndarray, y0: np.ndarray, wx: np.ndarray, wy: np.ndarray,
+    width: int, height: int, light: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """Covered pixels of a group of primitives, evaluated on windows padded to the group's largest.
+
+    Returns flat arrays over fragments: pixel index, depth z, axis parameter s, the Lambert term
+    ``max(0, n . light)`` with the unit normal ``n = (dx, dy, -sqrt(1 - q))`` in the camera frame, and the
+    primitive index.
+    """
+    hw, ww = int(wy[prims].max()), int(wx[prims].max())
+    # Window origins, moved left/up where the padded window would leave the image (it still covers the
+    # primitive's own box, which lies inside the image): no pixel needs an in-image test later.
+    gx0 = np.minimum(x0[prims], width - ww)
+    gy0 = np.minimum(y0[prims], height - hw)
+    p = params[prims]  # (P, 11)
+    c = [p[:, i, None, None] for i in range(p.shape[1])]  # each (P, 1, 1)
+    ox, oy, kx, ky, ex, ey, r0, dr = c[:8]
+    ox = ox + (gx0 - x0[prims]).astype(np.float32)[:, None, None]
+    oy = oy + (gy0 - y0[prims]).astype(np.float32)[:, None, None]
+    cols = np.arange(ww, dtype=np.float32)
+    rows = np.arange(hw, dtype=np.float32)[:, None]
+    xs = ox + cols  # (P, 1, ww) pixel offsets from the projected start point
+    ys = oy + rows  # (P, hw, 1)
+    s = xs * kx + ys * ky  # (P, hw, ww) axis parameter of the closest point
+    np.maximum(s, 0.0, out=s)
+    np.minimum(s, 1.0, out=s)
+    inv_r = r0 + s * dr  # projected radius at s (tapered capsules) ...
+    np.reciprocal(inv_r, out=inv_r)  # ... inverted
+    dx = xs - s * ex
+    dx *= inv_r  # offsets from the axis in units of the local radius
+    dy = ys - s * ey
+    dy *= inv_r
+    hgt = 1.0 - dx * dx - dy * dy
+    idx = np.flatnonzero(hgt > 0.0)  # inside the silhouette (q < 1)
+    hgt = np.sqrt(hgt.ravel()[idx])
+    s = s.ravel()[idx]
+    prim_of, rem = np.divmod(idx, hw * ww)
+    row, col = np.divmod(rem, ww)
+    pix = (gy0[prim_of] + row) * width + gx0[prim_of] + col
+    pp = p[prim_of]  # (F, 11) per-fragment parameters
+    z = pp[:, 8] + s * pp[:, 9] + hgt * pp[:, 10]  # front surface depth: axis depth minus the bulge
+    lambert = dx.ravel()[idx] * light[0] + dy.ravel()[idx] * light[1] - hgt * light[2]
+    np.maximum(lambert, 0.0, out=lambert)
+    return pix, z, s, lambert, prims[prim_of]
+
+
+def crop_valid_region(
+    box_affine: np.ndarray, image_width: int, image_height: int
+) -> tuple[float, float, float, float]:
+    """The full image's extent ([-0.5, W-0.5] x [-0.5, H-0.5]) mapped into crop pixel coordinates."""
+    sx, tx, sy, ty = box_affine[0, 0], box_affine[0, 2], box_affine[1, 1], box_affine[1, 2]
+    return (-0.5 * sx + tx, -0.5 * sy + ty, (image_width - 0.5) * sx + tx, (image_height - 0.5) * sy + ty)
+
