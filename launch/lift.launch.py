@@ -1,0 +1,37 @@
+"""Launch the lbi_ros 3D lifter: ros2 launch lbi_ros lift.launch.py [camera:=/camera] [keypoints:=...]
+
+Topics are remapped relative to the camera namespace: <camera>/image_raw, <camera>/camera_info and
+the detector's keypoints; outputs go to skeletons_3d, markers, /tf and /diagnostics.
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    camera = LaunchConfiguration("camera")
+    default_params = PathJoinSubstitution([FindPackageShare("lbi_ros"), "config", "lift.yaml"])
+    return LaunchDescription([
+        DeclareLaunchArgument("camera", default_value="/camera", description="camera namespace"),
+        DeclareLaunchArgument("image", default_value=[camera, "/image_raw"]),
+        DeclareLaunchArgument("camera_info", default_value=[camera, "/camera_info"]),
+        DeclareLaunchArgument("keypoints", default_value="/keypoints_2d", description="lbi_ros/Person2DArray"),
+        DeclareLaunchArgument("params_file", default_value=default_params),
+        DeclareLaunchArgument("model_path", default_value="", description="empty = shipped default weights"),
+        DeclareLaunchArgument("backend", default_value="auto", description="auto|tensorrt|onnxruntime|torch"),
+        Node(
+            package="lbi_ros",
+            executable="lift_node",
+            name="lbi_lifter",
+            output="screen",
+            parameters=[LaunchConfiguration("params_file"),
+                        {"model_path": LaunchConfiguration("model_path"),
+                         "backend": LaunchConfiguration("backend")}],
+            remappings=[("image", LaunchConfiguration("image")),
+                        ("camera_info", LaunchConfiguration("camera_info")),
+                        ("keypoints_2d", LaunchConfiguration("keypoints"))],
+        ),
+    ])

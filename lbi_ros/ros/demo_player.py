@@ -1,0 +1,95 @@
+"""Demo camera + 2D detector: publishes the demo scene's images, CameraInfo and noisy 2D keypoints.
+
+``python -m lbi_ros.ros.demo_player STAMPS.json [--rate HZ] [--frames N] [--seed S]``
+
+Frames are rendered before publishing starts, so the publishing rate is steady. Each frame is
+stamped with the wall clock at publication (like a camera driver); the keypoints carry the image's
+header, as a 2D detector does. The stamp of every frame index is written to ``STAMPS.json`` for the
+recorder to score the lifter against the ground truth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from lbi_ros.demo import scene
+from lbi_ros.msg import Person2D, Person2DArray
+from lbi_ros.ros.image_conversion import rgb_to_image
+from lbi_ros.skeleton import H36M17
+
+FRAME_ID = "demo_camera_optical_frame"
+
+
+def camera_info(header) -> CameraInfo:
+    k = scene.INTRINSICS
+    info = CameraInfo(header=header, width=scene.IMAGE_WIDTH, height=scene.IMAGE_HEIGHT, distortion_model="plumb_bob")
+    info.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+    info.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.d = [0.0] * 5
+    return info
+
+
+def keypoints_msg(header, frame: scene.SceneFrame) -> Person2DArray:
+    msg = Person2DArray(header=header, skeleton=H36M17.name, joint_names=list(H36M17.joint_names))
+    for person_id, kp in zip(frame.person_ids, frame.keypoints_px, strict=True):
+        msg.people.append(Person2D(id=person_id, score=0.9, u=kp[:, 0].tolist(), v=kp[:, 1].tolist(),
+                                   confidence=kp[:, 2].tolist()))
+    return msg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stamps_path")
+    parser.add_argument("--rate", type=float, default=15.0)
+    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--wait-subscribers", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    frames = scene.build_scene(args.frames, seed=args.seed)
+    rclpy.init()
+    node = rclpy.create_node("lbi_demo_player")
+    pub_image = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    pub_info = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+    pub_kp = node.create_publisher(Person2DArray, "keypoints_2d",
+                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    stamps: dict[int, int] = {}
+    try:
+        deadline = time.monotonic() + args.wait_subscribers
+        while min(p.get_subscription_count() for p in (pub_image, pub_info, pub_kp)) == 0:
+            if time.monotonic() > deadline:
+                node.get_logger().error("no lifter subscribed to image/camera_info/keypoints_2d in time")
+                return 3
+            time.sleep(0.05)
+        time.sleep(0.5)  # let the other direction of discovery settle
+        period = 1.0 / args.rate
+        next_time = time.monotonic()
+        for frame in frames:
+            header = Header(stamp=node.get_clock().now().to_msg(), frame_id=FRAME_ID)
+            pub_info.publish(camera_info(header))
+            pub_image.publish(rgb_to_image(frame.image_rgb, header))
+            pub_kp.publish(keypoints_msg(header, frame))
+            stamps[frame.index] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            next_time += period
+            time.sleep(max(0.0, next_time - time.monotonic()))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        with open(args.stamps_path, "w") as f:
+            json.dump({"frame_id": FRAME_ID, "rate_hz": args.rate, "seed": args.seed,
+                       "stamps": {str(k): v for k, v in stamps.items()}}, f)
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The lifter node's parameters, declared in one place with descriptions and ranges.
+
+:data:`PARAMETERS` is the single table: name, default, description and (for numbers) the allowed
+range. The node declares them all from it, reads them into a frozen :class:`LifterParams`, and
+rejects runtime changes that break a range or a rule with a reason (``ros2 param set`` prints it).
+``config/lift.yaml`` holds the same defaults for launch files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    low: float | None = None
+    high: float | None = None
+    read_only: bool = False
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "Checkpoint (.safetensors) or ONNX file of the lifter; empty = shipped default "
+              "weights", read_only=True),
+    ParamSpec("backend", "auto", f"Inference backend, one of {BACKENDS}; auto = TensorRT if a GPU and TensorRT "
+              "are present, else ONNX Runtime, else PyTorch", read_only=True),
+    ParamSpec("engine_cache_dir", "", "Where TensorRT engines are cached; empty = ~/.cache/lbi_ros/engines",
+              read_only=True),
+    ParamSpec("sync_slop", 0.02, "Approximate image/keypoint stamp match tolerance, s (exact match is tried "
+              "first)", 0.0, 0.05),
+    ParamSpec("sync_queue_size", 10, "Unmatched images/keypoint messages kept while waiting for a partner",
+              1, 100, read_only=True),
+    ParamSpec("max_people", 16, "At most this many people lifted per frame (highest scores first)", 1, 64),
+    ParamSpec("min_visible_joints", 6, "Skip a person with fewer usable 2D joints than this", 2, 33),
+    ParamSpec("min_joint_confidence", 0.05, "2D joints at or below this confidence are treated as missing",
+              0.0, 0.99),
+    ParamSpec("max_input_age", 1.0, "Drop frames whose image stamp is older than this when processing starts, s "
+              "(0 = never)", 0.0, 60.0),
+    ParamSpec("publish_markers", True, "Publish visualization_msgs/MarkerArray on 'markers'"),
+    ParamSpec("publish_tf", True, "Publish body_<id> frames on /tf"),
+    ParamSpec("publish_joint_tf", True, "Also publish one TF frame per joint (<joint>_<id>)"),
+    ParamSpec("tf_max_rate", 30.0, "Upper bound on TF publications per second (0 = every frame)", 0.0, 1000.0),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages", 0.1, 60.0, read_only=True),
+    ParamSpec("warn_period", 5.0, "Minimum seconds between two warnings of the same kind", 0.0, 3600.0),
+)
+_SPECS = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class LifterParams:
+    model_path: str
+    backend: str
+    engine_cache_dir: str
+    sync_slop: float
+    sync_queue_size: int
+    max_people: int
+    min_visible_joints: int
+    min_joint_confidence: float
+    max_input_age: float
+    publish_markers: bool
+    publish_tf: bool
+    publish_joint_tf: bool
+    tf_max_rate: float
+    diagnostics_period: float
+    warn_period: float
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only)
+    if spec.low is not None and isinstance(spec.default, float):
+        descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
+                                                              step=0.0)]
+    elif spec.low is not None and isinstance(spec.default, int) and not isinstance(spec.default, bool):
+        descriptor.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    return descriptor
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Return why ``value`` is not acceptable for parameter ``name``, or None if it is."""
+    spec = _SPECS.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time, qos_overrides.*)
+    if isinstance(spec.default, bool) != isinstance(value, bool) or (
+            isinstance(spec.default, (int, float)) and not isinstance(value, (int, float))):
+        return f"{name} must be a {type(spec.default).__name__}, got {value!r}"
+    if isinstance(spec.default, float) and value != value:  # NaN
+        return f"{name} must be a number, got NaN"
+    if spec.low is not None and not spec.low <= value <= spec.high:
+        return f"{name}={value!r} is outside [{spec.low}, {spec.high}]: {spec.description}"
+    if name == "backend" and value not in BACKENDS:
+        return f"backend={value!r} is unknown; choose one of {list(BACKENDS)}"
+    return None
+
+
+def declare_parameters(node: Node) -> LifterParams:
+    """Declare every parameter, validate the start-up values (ValueError with all reasons), return them."""
+    for spec in PARAMETERS:
+        node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+    params = read_parameters(node)
+    errors = [reason for f in fields(LifterParams) if (reason := check_value(f.name, getattr(params, f.name)))]
+    if errors:
+        raise ValueError("invalid parameters: " + "; ".join(errors))
+    return params
+
+
+def read_parameters(node: Node) -> LifterParams:
+    values = {}
+    for f in fields(LifterParams):
+        value = node.get_parameter(f.name).value
+        default = _SPECS[f.name].default
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # YAML "1" for a float parameter
+        values[f.name] = value
+    return LifterParams(**values)
+
+
+def validate_update(parameters: list[Parameter]) -> SetParametersResult:
+    """``add_on_set_parameters_callback`` hook: reject out-of-range or mistyped runtime changes."""
+    reasons = [r for p in parameters if (r := check_value(p.name, p.value))]
+    return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
