@@ -6,6 +6,7 @@ the detector's keypoints; outputs go to skeletons_3d, markers, /tf and /diagnost
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
@@ -14,6 +15,7 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     camera = LaunchConfiguration("camera")
     default_params = PathJoinSubstitution([FindPackageShare("lbi_ros"), "config", "lift.yaml"])
+    rviz_config = PathJoinSubstitution([FindPackageShare("lbi_ros"), "config", "rviz", "lift.rviz"])
     return LaunchDescription([
         DeclareLaunchArgument("camera", default_value="/camera", description="camera namespace"),
         DeclareLaunchArgument("image", default_value=[camera, "/image_raw"]),
@@ -22,6 +24,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params),
         DeclareLaunchArgument("model_path", default_value="", description="empty = shipped default weights"),
         DeclareLaunchArgument("backend", default_value="auto", description="auto|tensorrt|onnxruntime|torch"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz2 with config/rviz"),
         Node(
             package="lbi_ros",
             executable="lift_node",
@@ -34,4 +37,6 @@ def generate_launch_description() -> LaunchDescription:
                         ("camera_info", LaunchConfiguration("camera_info")),
                         ("keypoints_2d", LaunchConfiguration("keypoints"))],
         ),
+        Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", rviz_config],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
     ])
