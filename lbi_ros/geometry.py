@@ -350,7 +350,8 @@ def solve_root_translation(
     t_scale = xp.stack([ma * (mz + tz_s) - mx, mb * (mz + tz_s) - my, tz_s], -1)
     behind = ~ok | ~(t[..., 2] >= tz_floor)
     t = xp.where(behind[..., None], t_scale, t)
-    ok = ok | (behind & scalable)
+    # A pose with no spread (e.g. a point-sized prediction) fits the 2D at any depth: not solvable.
+    ok = (ok & ~behind) | (behind & scalable)
 
     # 3. Gauss-Newton on the normalised reprojection error, joints kept in front of the camera.
     for _ in range(max(0, refine_iterations)):

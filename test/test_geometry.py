@@ -153,3 +153,12 @@ def test_root_recovery_keeps_inconsistent_poses_in_front() -> None:
     assert sol.valid.all()
     assert (wrong[..., 2] + sol.translation[:, None, 2] > 0.04).all()
     assert np.isfinite(sol.reprojection_error_px).all()
+
+
+def test_root_recovery_rejects_a_point_sized_pose():
+    """A zero-size pose fits any 2D keypoints at any depth: no translation may be claimed for it."""
+    from lbi_ros.geometry import Intrinsics, solve_root_translation
+
+    kp = np.random.default_rng(0).uniform(200, 400, (17, 2))
+    solution = solve_root_translation(np.zeros((17, 3)), kp, np.ones(17), Intrinsics(500, 500, 320, 240))
+    assert not bool(solution.valid) and np.all(np.isnan(solution.translation))
