@@ -148,3 +148,30 @@ def test_malformed_files_are_rejected(tmp_path: Path) -> None:
 def test_2d_shorter_than_3d_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(H36MFormatError, match="fewer than"):
         Human36MDataset(write_fixture(tmp_path, short_2d=True))
+
+
+def test_a_crafted_pickle_is_refused_before_it_runs(tmp_path):
+    """A .npz whose object array pickles an arbitrary callable must not execute it."""
+    import io
+    import os
+    import pickle
+    import zipfile
+
+    from lbi_ros.data.h36m import H36MFormatError, load_h36m_3d
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    payload = io.BytesIO()
+    np.lib.format.write_array_header_1_0(payload, {"descr": "|O", "fortran_order": False, "shape": ()})
+    pickle.dump(Evil(), payload, protocol=2)
+    path = tmp_path / "data_3d_h36m.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("positions_3d.npy", payload.getvalue())  # header (with magic) + the pickle
+    with pytest.raises(H36MFormatError, match="refusing to unpickle"):
+        load_h36m_3d(path)
+    assert not marker.exists()
+

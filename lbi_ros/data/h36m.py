@@ -21,8 +21,9 @@ your own Human3.6M licence, nothing of it ships here):
   ``orientation`` is the camera-to-world rotation quaternion and ``translation`` the camera centre in the
   world, in **millimetres** (as published); ``x_cam = R^T (x_world - t / 1000)``.
 
-Pickled arrays: ``np.load(..., allow_pickle=True)`` can run code from a crafted file. Only load files you
-produced or obtained from the official VideoPose3D release.
+Pickled arrays: ``np.load(..., allow_pickle=True)`` would run code from a crafted file, so these files
+are read with :func:`lbi_ros.data.safe_npz.load_npz_member`, which only lets numpy arrays and plain
+containers out of the pickle.
 
 Frames (optional): ``frames_dir / pattern`` with ``pattern`` a ``str.format`` template over ``subject``,
 ``action``, ``action_`` (spaces -> underscores), ``camera`` (the 8-digit id) and ``frame`` (index +
@@ -44,6 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from lbi_ros.data.safe_npz import UnsafePickleError, load_npz_member
 from lbi_ros.geometry import Intrinsics, project, quaternion_to_matrix
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, warp_crop
 from lbi_ros.skeleton import NUM_JOINTS
@@ -77,17 +79,20 @@ def _load_pickled_dict(path: Path, key: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     with open(path, "rb") as fh:
-        if fh.read(4) != b"PK\x03\x04":  # .npz = zip; never let np.load fall back to a raw pickle
+        if fh.read(4) != b"PK\x03\x04":
             raise H36MFormatError(f"{path}: not an .npz (zip) file")
     try:
-        with np.load(path, allow_pickle=True) as data:
-            if key not in data.files:
-                raise H36MFormatError(f"{path}: no '{key}' array (has {data.files}); not a VideoPose3D file")
-            obj = data[key]
-            meta = data["metadata"].item() if "metadata" in data.files else None
+        obj = load_npz_member(path, key)
+        meta = None
+        try:
+            meta = load_npz_member(path, "metadata").item()
+        except KeyError:
+            pass
+    except KeyError as exc:
+        raise H36MFormatError(f"{exc.args[0]}; not a VideoPose3D file") from exc
+    except UnsafePickleError as exc:
+        raise H36MFormatError(f"{path}: {exc}") from exc
     except (OSError, ValueError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        if isinstance(exc, H36MFormatError):
-            raise
         raise H36MFormatError(f"{path}: cannot read as .npz ({exc})") from exc
     if obj.dtype != object or obj.shape != ():
         raise H36MFormatError(f"{path}: '{key}' must be a pickled dict, got array {obj.dtype} {obj.shape}")
