@@ -33,6 +33,7 @@ from lbi_ros.data.cameras import CameraSamplerConfig, sample_camera
 from lbi_ros.data.noise2d import Noise2DConfig, apply_detector_noise
 from lbi_ros.data.poses import MocapPoseSource, PoseSource, ProceduralPoseSource
 from lbi_ros.data.render import PersonRenderer, RenderConfig, crop_valid_region
+from lbi_ros.data.sample import make_sample
 from lbi_ros.geometry import project
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, visible_mask
 from lbi_ros.skeleton import H36M17
@@ -228,20 +229,8 @@ class SyntheticPoseDataset:
                 resolution_scale=box.h / crop.height,
             )
             inputs = encode_person(image, kp, box, cam.intrinsics, crop)
-            root = joints_c[0]
-            return {
-                "image_crop": inputs.image_crop[0],
-                "keypoints_crop": inputs.keypoints_crop[0],
-                "keypoints_cam": inputs.keypoints_cam[0],
-                "crop_cam": inputs.crop_cam[0],
-                "joints_3d": (joints_c - root).astype(np.float32),
-                "root_cam": root.astype(np.float32),
-                "keypoints_px": kp,
-                "keypoints_gt_px": gt_px.astype(np.float32),
-                "intrinsics": cam.intrinsics.as_array(np.float32),
-                "box": box.as_array(),
-                "image_size": np.array([cam.width, cam.height], dtype=np.float32),
-            }
+            return make_sample(inputs, joints_c, kp, cam.intrinsics, box, (cam.width, cam.height),
+                               keypoints_gt_px=gt_px.astype(np.float32))
         raise RuntimeError(f"no usable sample after {cfg.max_tries} tries; camera/noise settings too harsh?")
 
 

@@ -46,6 +46,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lbi_ros.data.safe_npz import UnsafePickleError, load_npz_member
+from lbi_ros.data.sample import make_sample
 from lbi_ros.geometry import Intrinsics, project, quaternion_to_matrix
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, warp_crop
 from lbi_ros.skeleton import NUM_JOINTS
@@ -266,20 +267,6 @@ class Human36MDataset:
             crop = np.zeros((cfg.crop.height, cfg.crop.width, 3), np.uint8)
             has_image = False
         inputs = encode_person(crop, kp, box, cam.intrinsics, cfg.crop)
-        root = joints_c[0]
-        return {
-            "image_crop": inputs.image_crop[0],
-            "keypoints_crop": inputs.keypoints_crop[0],
-            "keypoints_cam": inputs.keypoints_cam[0],
-            "crop_cam": inputs.crop_cam[0],
-            "joints_3d": (joints_c - root).astype(np.float32),
-            "root_cam": root.astype(np.float32),
-            "keypoints_px": kp,
-            "keypoints_gt_px": gt_px.astype(np.float32),
-            "intrinsics": cam.intrinsics.as_array(np.float32),
-            "box": box.as_array(),
-            "image_size": np.array([cam.width, cam.height], dtype=np.float32),
-            "has_image": has_image,
-            "subject": subject,
-            "action": action_base(action),
-        }
+        return make_sample(inputs, joints_c, kp, cam.intrinsics, box, (cam.width, cam.height),
+                           keypoints_gt_px=gt_px.astype(np.float32), has_image=has_image, subject=subject,
+                           action=action_base(action))

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from lbi_ros.data.sample import make_sample
 from lbi_ros.geometry import Intrinsics
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, warp_crop
 from lbi_ros.skeleton import MPI_INF_3DHP17
@@ -267,21 +268,7 @@ class MPI3DHPDataset:
         else:
             crop, has_image = np.zeros((cfg.crop.height, cfg.crop.width, 3), np.uint8), False
         inputs = encode_person(crop, kp, box, seq.intrinsics, cfg.crop)
-        root = joints_c[0]
-        return {
-            "image_crop": inputs.image_crop[0],
-            "keypoints_crop": inputs.keypoints_crop[0],
-            "keypoints_cam": inputs.keypoints_cam[0],
-            "crop_cam": inputs.crop_cam[0],
-            "joints_3d": (joints_c - root).astype(np.float32),
-            "joints_3d_univ": (univ - univ[0]).astype(np.float32),
-            "root_cam": root.astype(np.float32),
-            "keypoints_px": kp,
-            "intrinsics": seq.intrinsics.as_array(np.float32),
-            "box": box.as_array(),
-            "image_size": np.array(seq.image_size, dtype=np.float32),
-            "has_image": has_image,
-            "sequence": name,
-            "scene": seq.scene,
-        }
+        return make_sample(inputs, joints_c, kp, seq.intrinsics, box, seq.image_size,
+                           joints_3d_univ=(univ - univ[0]).astype(np.float32), has_image=has_image, sequence=name,
+                           scene=seq.scene)
 
