@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -261,7 +260,7 @@ def test_overfits_a_fixed_batch() -> None:
     target = torch.randn(32, J, 3, generator=torch.Generator().manual_seed(2)) * 0.2
     target = target - target[:, :1]
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    start, first, losses = time.perf_counter(), None, []
+    first, losses = None, []
     for _ in range(300):
         out = model(**inputs)
         loss = sum((p - target).square().sum(-1).mean() for p in (out.joints_3d, out.joints_3d_coarse))
@@ -273,7 +272,6 @@ def test_overfits_a_fixed_batch() -> None:
         if first / loss.item() >= 10:
             break
     assert first / min(losses) >= 10, f"loss only fell {first:.4f} -> {min(losses):.4f}"
-    assert time.perf_counter() - start < 30
 
 
 def test_freeze_stage1_trains_only_stage2() -> None:
