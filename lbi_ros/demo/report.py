@@ -29,23 +29,42 @@ class ReceivedSkeletons:
 
 @dataclass(frozen=True)
 class DemoMetrics:
-    frames_published: int
-    frames_with_output: int
+    """What ``lbi demo`` reports (``--json`` writes these keys). Distances in mm, latencies in ms.
+
+    ``latency_*``: image stamp (set when the camera publishes) to the skeleton's arrival in the
+    recorder, i.e. end to end through DDS, the node and back. ``relay_latency_*``: the same through a
+    bare relay node on the same inputs in the same run; ``node_added_*`` = lifter minus relay.
+    """
+
+    frames_in: int
+    frames_out: int
     people_expected: int
     people_lifted: int
     mpjpe_mm: float
     p_mpjpe_mm: float
     pck150: float
-    root_error_mm: float
+    position_error_mm: float
     depth_error_mm: float
-    latency_ms_median: float
-    latency_ms_p99: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    max_output_lag_frames: int
+    relay_latency_p50_ms: float = float("nan")
+    relay_latency_p99_ms: float = float("nan")
+    node_added_p50_ms: float = float("nan")
+    node_added_p99_ms: float = float("nan")
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 
 
-def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequence[ReceivedSkeletons]
+def _percentiles(values: Sequence[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.median(values)), float(np.percentile(values, 99))
+
+
+def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequence[ReceivedSkeletons],
+          relay: Sequence[ReceivedSkeletons] = (), rate_hz: float = 30.0
           ) -> tuple[DemoMetrics, list[tuple[int, str, np.ndarray, np.ndarray]]]:
     """Match outputs to frames by stamp and people by id; returns metrics and the matched poses.
 
@@ -53,7 +72,8 @@ def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequen
     """
     by_stamp = {r.stamp_ns: r for r in received}
     matched: list[tuple[int, str, np.ndarray, np.ndarray]] = []
-    latencies, expected, with_output = [], 0, 0
+    latencies: list[float] = []
+    expected, with_output = 0, 0
     for frame in frames:
         stamp = stamps.get(frame.index)
         if stamp is None:
@@ -67,6 +87,7 @@ def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequen
         for person_id, truth in zip(frame.person_ids, frame.joints_cam_m, strict=True):
             if person_id in out.people:
                 matched.append((frame.index, person_id, out.people[person_id], truth))
+    relay_latencies = [(r.received_ns - r.stamp_ns) / 1e6 for r in relay if r.stamp_ns in stamps.values()]
     nan = float("nan")
     if matched:
         pred = np.stack([m[2] for m in matched])
@@ -78,9 +99,11 @@ def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequen
                   1000 * float(depth_err.mean()))
     else:
         values = (nan,) * 5
-    lat = np.asarray(latencies) if latencies else np.asarray([nan])
-    return DemoMetrics(len(stamps), with_output, expected, len(matched), *values,
-                       float(np.median(lat)), float(np.percentile(lat, 99))), matched
+    lat50, lat99 = _percentiles(latencies)
+    relay50, relay99 = _percentiles(relay_latencies)
+    lag = int(np.ceil(max(latencies) / 1000 * rate_hz)) if latencies else -1  # frames behind the input
+    return DemoMetrics(len(stamps), with_output, expected, len(matched), *values, lat50, lat99, lag,
+                       relay50, relay99, lat50 - relay50, lat99 - relay99), matched
 
 
 def draw(frame: SceneFrame, predicted: dict[str, np.ndarray], result: DemoMetrics, path: str | Path,
@@ -121,8 +144,9 @@ def draw(frame: SceneFrame, predicted: dict[str, np.ndarray], result: DemoMetric
     ax_top.set_ylim(0.0, 8.0)  # the scene; a wildly misplaced person is off the plot, not rescaling it
     ax_top.set_aspect("equal")
     ax_top.grid(alpha=0.3)
-    fig.suptitle(f"lbi_ros demo ({backend}): MPJPE {result.mpjpe_mm:.0f} mm, root error {result.root_error_mm:.0f} mm, "
-                 f"latency median {result.latency_ms_median:.0f} ms / p99 {result.latency_ms_p99:.0f} ms, "
+    fig.suptitle(f"lbi_ros demo ({backend}): MPJPE {result.mpjpe_mm:.0f} mm, position error "
+                 f"{result.position_error_mm:.0f} mm, latency p50 {result.latency_p50_ms:.0f} ms / p99 "
+                 f"{result.latency_p99_ms:.0f} ms, "
                  f"{result.people_lifted}/{result.people_expected} people lifted", fontsize=10)
     fig.tight_layout()
     path = Path(path)

@@ -1,12 +1,14 @@
 """The demo scene: the shipped motion takes seen by a robot-height camera, rendered, with detector noise.
 
 Deterministic for a seed: the player (which publishes the frames) and the recorder (which scores the
-node's output) both rebuild the same ground truth from :func:`build_scene`, so nothing but the stamps
+node's output) both rebuild the same ground truth from :class:`DemoScene`, so nothing but the stamps
 has to travel between them.
 
 Camera: 640x480, f = 525 px (a typical RGB-D sensor), 1.2 m above the floor, looking at the people
-from about 4 to 5.5 m. Person "walker" crosses the view in front of person "guide", so the demo contains
-an occlusion. The detector-noise model is the training one (:mod:`lbi_ros.data.noise2d`).
+from about 4 to 5.5 m. Person "walker" crosses the view in front of person "guide", so the demo
+contains an occlusion. Longer runs play the takes back and forth (ping-pong), more people reuse the
+takes at other places and phases. The detector-noise model is the training one
+(:mod:`lbi_ros.data.noise2d`), drawn anew for every frame.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
 INTRINSICS = Intrinsics(fx=525.0, fy=525.0, cx=319.5, cy=239.5)
 CAMERA_POSITION_M = np.array([0.0, -3.6, 1.2])
 CAMERA_TARGET_M = np.array([0.0, 0.8, 0.9])
-# World placement of each take's root trajectory (x, y offsets on the floor), after centring it.
-PLACEMENT_M = (np.array([0.0, 0.3]), np.array([0.9, 1.8]))
-PERSON_IDS = ("walker", "guide")
+# Per person: (take index, floor position (x, y) of the centred root path, phase offset in frames, id).
+PEOPLE: tuple[tuple[int, tuple[float, float], int, str], ...] = (
+    (0, (0.0, 0.3), 0, "walker"),
+    (1, (0.9, 1.8), 0, "guide"),
+    (1, (-1.2, 2.2), 60, "guide_2"),
+    (0, (0.3, 2.6), 60, "walker_2"),
+)
+MAX_PEOPLE = len(PEOPLE)
 
 
 @dataclass(frozen=True)
@@ -48,28 +55,55 @@ def camera_extrinsics() -> tuple[np.ndarray, np.ndarray]:
 def place_take(take: DemoTake, offset_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre the take's root path on the floor origin, then move it to ``offset_xy``."""
     shift = np.zeros(3)
-    shift[:2] = offset_xy - take.joints_world_m[:, 0, :2].mean(axis=0)
+    shift[:2] = np.asarray(offset_xy) - take.joints_world_m[:, 0, :2].mean(axis=0)
     return take.joints_world_m + shift, take.toes_world_m + shift
 
 
-def build_scene(num_frames: int | None = None, seed: int = 0, render: bool = True) -> list[SceneFrame]:
-    """All frames of the demo (rendering 640x480 frames takes a few ms each; ``render=False`` skips it)."""
-    takes = load_demo_clip()
-    rotation, translation = camera_extrinsics()
-    placed = [place_take(t, o) for t, o in zip(takes, PLACEMENT_M, strict=True)]
-    count = min(len(t.joints_world_m) for t in takes)
-    count = count if num_frames is None else min(count, num_frames)
-    renderer = PersonRenderer(RenderConfig(occluder_prob=0.0, blur_prob=0.0)) if render else None
-    noise = Noise2DConfig()
-    frames = []
-    for i in range(count):
-        rng = np.random.default_rng([seed, i])
-        joints = np.stack([j[i] @ rotation.T + translation for j, _ in placed])  # (P, 17, 3)
-        toes = np.stack([t[i] @ rotation.T + translation for _, t in placed])  # (P, 2, 3)
-        pixels = project(joints, INTRINSICS)  # (P, 17, 2)
-        keypoints = np.stack([apply_detector_noise(p, rng, noise, (IMAGE_WIDTH, IMAGE_HEIGHT)) for p in pixels])
-        image = (render_people(renderer, joints, toes, INTRINSICS, IMAGE_WIDTH, IMAGE_HEIGHT,
-                               np.random.default_rng([seed, i, 1]), scene_seed=seed)
-                 if renderer is not None else np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.uint8))
-        frames.append(SceneFrame(i, image, PERSON_IDS, joints, keypoints))
-    return frames
+def ping_pong(index: int, length: int) -> int:
+    """0, 1, ..., length-1, length-2, ..., 1, 0, 1, ...: endless playback without a jump."""
+    period = max(1, 2 * length - 2)
+    k = index % period
+    return k if k < length else period - k
+
+
+class DemoScene:
+    """Frames on demand; images are cached per pose (ping-pong repeats them), noise is per frame."""
+
+    def __init__(self, num_people: int = 2, seed: int = 0, render: bool = True) -> None:
+        if not 1 <= num_people <= MAX_PEOPLE:
+            raise ValueError(f"the demo scene has 1..{MAX_PEOPLE} people, got {num_people}")
+        takes = load_demo_clip()
+        self.seed = seed
+        self.people = PEOPLE[:num_people]
+        self.person_ids = tuple(p[3] for p in self.people)
+        self.rotation, self.translation = camera_extrinsics()
+        self.placed = [place_take(takes[t], np.array(xy)) for t, xy, _, _ in self.people]
+        self.length = min(len(j) for j, _ in self.placed)
+        self.renderer = PersonRenderer(RenderConfig(occluder_prob=0.0, blur_prob=0.0)) if render else None
+        self.noise = Noise2DConfig()
+        self._images: dict[int, np.ndarray] = {}
+
+    def pose_index(self, index: int) -> int:
+        return ping_pong(index, self.length)
+
+    def frame(self, index: int) -> SceneFrame:
+        pose = self.pose_index(index)
+        joints, toes = [], []
+        for (joints_w, toes_w), (_, _, phase, _) in zip(self.placed, self.people, strict=True):
+            f = ping_pong(pose + phase, self.length)
+            joints.append(joints_w[f] @ self.rotation.T + self.translation)
+            toes.append(toes_w[f] @ self.rotation.T + self.translation)
+        joints_cam, toes_cam = np.stack(joints), np.stack(toes)  # (P, 17, 3), (P, 2, 3)
+        rng = np.random.default_rng([self.seed, index])
+        pixels = project(joints_cam, INTRINSICS)  # (P, 17, 2)
+        keypoints = np.stack([apply_detector_noise(p, rng, self.noise, (IMAGE_WIDTH, IMAGE_HEIGHT)) for p in pixels])
+        return SceneFrame(index, self._image(pose, joints_cam, toes_cam), self.person_ids, joints_cam, keypoints)
+
+    def _image(self, pose: int, joints_cam: np.ndarray, toes_cam: np.ndarray) -> np.ndarray:
+        if self.renderer is None:
+            return np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.uint8)
+        if pose not in self._images:
+            self._images[pose] = render_people(self.renderer, joints_cam, toes_cam, INTRINSICS, IMAGE_WIDTH,
+                                               IMAGE_HEIGHT, np.random.default_rng([self.seed, pose, 1]),
+                                               scene_seed=self.seed)
+        return self._images[pose]

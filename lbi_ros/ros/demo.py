@@ -1,9 +1,10 @@
-"""The one-command demo: a real ROS 2 graph (player -> lifter node -> recorder) on loopback.
+"""The one-command demo: a real ROS 2 graph (player -> lifter node [+ relay] -> recorder) on loopback.
 
-Three processes talk over Fast DDS in a domain reserved for this run: the demo player (camera and 2D
+Processes talk over Fast DDS in a domain reserved for this run: the demo player (camera and 2D
 detector stand-in, :mod:`lbi_ros.ros.demo_player`), the lifter node (:mod:`lbi_ros.ros.lift_node`,
-default weights unless told otherwise) and this process, which records the node's skeletons and
-diagnostics, scores them against the scene's ground truth and draws the demo picture.
+default weights unless told otherwise), optionally a bare relay node on the same inputs (the
+baseline of node-added latency, :mod:`lbi_ros.ros.relay_node`), and this process, which records
+every topic to MCAP, scores the skeletons against the scene's ground truth and draws the picture.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lbi_ros.demo.report import DemoMetrics, ReceivedSkeletons, draw, score
-from lbi_ros.demo.scene import build_scene
+from lbi_ros.demo.scene import DemoScene
 from lbi_ros.ros.environment import apply_ros_environment, popen_ros, reserve_domain_id
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ class DemoResult:
     node_diagnostics: dict[str, str]
     picture: Path
     report: Path
+    recording: Path
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
@@ -44,8 +46,15 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
     return proc.returncode
 
 
-def run_demo(out_dir: str | Path, frames: int | None = None, rate_hz: float = 15.0, model_path: str = "",
-             backend: str = "auto", seed: int = 0, startup_timeout_s: float = 120.0) -> DemoResult:
+def _skeletons(msg) -> ReceivedSkeletons:
+    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    people = {s.id: np.array([[p.x, p.y, p.z] for p in s.positions]) for s in msg.skeletons}
+    return ReceivedSkeletons(stamp, time.time_ns(), people)
+
+
+def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.0, people: int = 2,
+             model_path: str = "", backend: str = "auto", seed: int = 0, relay: bool = True,
+             startup_timeout_s: float = 120.0) -> DemoResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reservation = reserve_domain_id()
@@ -53,17 +62,18 @@ def run_demo(out_dir: str | Path, frames: int | None = None, rate_hz: float = 15
     apply_ros_environment(reservation.domain_id, log_dir)
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from tf2_msgs.msg import TFMessage
+    from visualization_msgs.msg import MarkerArray
 
-    from lbi_ros.msg import Skeleton3DArray
+    from lbi_ros.msg import Person2DArray, Skeleton3DArray
+    from lbi_ros.ros.mcap_recorder import McapRecorder
 
+    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     received: list[ReceivedSkeletons] = []
+    relayed: list[ReceivedSkeletons] = []
     diagnostics: dict[str, str] = {}
-
-    def on_skeletons(msg: Skeleton3DArray) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        people = {s.id: np.array([[p.x, p.y, p.z] for p in s.positions]) for s in msg.skeletons}
-        received.append(ReceivedSkeletons(stamp, time.time_ns(), people))
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -76,27 +86,37 @@ def run_demo(out_dir: str | Path, frames: int | None = None, rate_hz: float = 15
                 "-p", "max_input_age:=0.0"]
     if model_path:
         node_cmd += ["-p", f"model_path:={model_path}"]
-    lifter = popen_ros(node_cmd, reservation.domain_id, log_dir)
-    player = None
+    processes = {"lifter": popen_ros(node_cmd, reservation.domain_id, log_dir)}
+    if relay:
+        processes["relay"] = popen_ros(["python", "-m", "lbi_ros.ros.relay_node", "--ros-args", "-r",
+                                        "skeletons_3d:=relay/skeletons_3d"], reservation.domain_id, log_dir)
     rclpy.init()
     recorder = rclpy.create_node("lbi_demo_recorder")
+    mcap = None
+    stamps_path = out / "stamps.json"
     try:
-        recorder.create_subscription(Skeleton3DArray, "skeletons_3d", on_skeletons,
-                                     QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        recorder.create_subscription(Skeleton3DArray, "skeletons_3d", lambda m: received.append(_skeletons(m)),
+                                     reliable)
+        recorder.create_subscription(Skeleton3DArray, "relay/skeletons_3d", lambda m: relayed.append(_skeletons(m)),
+                                     reliable)
         recorder.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
+        mcap = McapRecorder(recorder, out / "demo.mcap", {
+            "image": (Image, qos_profile_sensor_data), "camera_info": (CameraInfo, qos_profile_sensor_data),
+            "keypoints_2d": (Person2DArray, reliable), "skeletons_3d": (Skeleton3DArray, reliable),
+            "markers": (MarkerArray, reliable), "/tf": (TFMessage, 100), "/diagnostics": (DiagnosticArray, 10)})
         deadline = time.monotonic() + startup_timeout_s
-        while recorder.count_publishers("skeletons_3d") == 0:
-            if lifter.poll() is not None:
-                raise RuntimeError(f"the lifter node exited at start-up (code {lifter.returncode}); see {log_dir}")
+        wanted = ["skeletons_3d"] + (["relay/skeletons_3d"] if relay else [])
+        while any(recorder.count_publishers(t) == 0 for t in wanted):
+            for name, proc in processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the {name} node exited at start-up (code {proc.returncode}); see {log_dir}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the lifter node did not come up within {startup_timeout_s} s")
             rclpy.spin_once(recorder, timeout_sec=0.1)
-        stamps_path = out / "stamps.json"
-        player_cmd = ["python", "-m", "lbi_ros.ros.demo_player", str(stamps_path), "--rate", str(rate_hz),
-                      "--seed", str(seed)]
-        if frames:
-            player_cmd += ["--frames", str(frames)]
-        player = popen_ros(player_cmd, reservation.domain_id, log_dir)
+        player = processes["player"] = popen_ros(
+            ["python", "-m", "lbi_ros.ros.demo_player", str(stamps_path), "--rate", str(rate_hz),
+             "--duration", str(duration_s), "--people", str(people), "--seed", str(seed)],
+            reservation.domain_id, log_dir)
         while player.poll() is None:
             rclpy.spin_once(recorder, timeout_sec=0.05)
         drain_until = time.monotonic() + 3.0  # outputs of the last frames and one more diagnostics message
@@ -105,18 +125,34 @@ def run_demo(out_dir: str | Path, frames: int | None = None, rate_hz: float = 15
         if player.returncode != 0:
             raise RuntimeError(f"the demo player failed (code {player.returncode}); see {log_dir}")
     finally:
-        if player is not None:
-            _stop(player)
-        _stop(lifter)
+        for proc in processes.values():
+            _stop(proc)
+        if mcap is not None:
+            mcap.close()
         recorder.destroy_node()
         rclpy.try_shutdown()
         reservation.release()
-    stamps = {int(k): v for k, v in json.loads(stamps_path.read_text())["stamps"].items()}
-    scene_frames = build_scene(frames, seed=seed)
-    metrics, matched = score(scene_frames, stamps, received)
-    middle = scene_frames[len(scene_frames) // 2]
+    played = json.loads(stamps_path.read_text())
+    stamps = {int(k): v for k, v in played["stamps"].items()}
+    scene = DemoScene(people, seed=seed)
+    frames = [scene.frame(i) for i in sorted(stamps)]
+    metrics, matched = score(frames, stamps, received, relayed, rate_hz)
+    # The picture shows the frame nearest the middle of the run among those with the most people lifted.
+    lifted_per_frame: dict[int, int] = {}
+    for index, *_ in matched:
+        lifted_per_frame[index] = lifted_per_frame.get(index, 0) + 1
+    most = max(lifted_per_frame.values(), default=0)
+    centre = frames[len(frames) // 2].index
+    shown = min((i for i, n in lifted_per_frame.items() if n == most), key=lambda i: abs(i - centre), default=centre)
+    middle = next(f for f in frames if f.index == shown)
     predicted = {pid: pred for index, pid, pred, _ in matched if index == middle.index}
     picture = draw(middle, predicted, metrics, out / "demo.png", backend=diagnostics.get("backend", backend))
+    sync = {k: int(diagnostics.get(f"sync_{k}", -1)) for k in ("matched_exact", "matched_approx",
+                                                                "dropped_images", "dropped_keypoints")}
+    summary = dict(metrics.to_dict(), sync_matched=sync["matched_exact"] + sync["matched_approx"],
+                   sync_dropped=sync["dropped_images"] + sync["dropped_keypoints"],
+                   backend=diagnostics.get("backend", backend), people=people, rate_hz=rate_hz)
     report = out / "demo.json"
-    report.write_text(json.dumps({"metrics": metrics.to_dict(), "node_diagnostics": diagnostics}, indent=2))
-    return DemoResult(metrics, dict(diagnostics), picture, report)
+    report.write_text(json.dumps({"summary": summary, "node_diagnostics": diagnostics,
+                                  "recorded_messages": mcap.counts if mcap else {}}, indent=2))
+    return DemoResult(metrics, dict(diagnostics), picture, report, out / "demo.mcap")

@@ -1,8 +1,8 @@
 """Demo camera + 2D detector: publishes the demo scene's images, CameraInfo and noisy 2D keypoints.
 
-``python -m lbi_ros.ros.demo_player STAMPS.json [--rate HZ] [--frames N] [--seed S]``
+``python -m lbi_ros.ros.demo_player STAMPS.json [--rate HZ] [--duration S] [--people N] [--seed S]``
 
-Frames are rendered before publishing starts, so the publishing rate is steady. Each frame is
+Frames are built (and their images rendered) before publishing starts, so the publishing rate is steady. Each frame is
 stamped with the wall clock at publication (like a camera driver); the keypoints carry the image's
 header, as a 2D detector does. The stamp of every frame index is written to ``STAMPS.json`` for the
 recorder to score the lifter against the ground truth.
@@ -49,12 +49,14 @@ def keypoints_msg(header, frame: scene.SceneFrame) -> Person2DArray:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stamps_path")
-    parser.add_argument("--rate", type=float, default=15.0)
-    parser.add_argument("--frames", type=int, default=None)
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of camera stream")
+    parser.add_argument("--people", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wait-subscribers", type=float, default=30.0)
     args = parser.parse_args(argv)
-    frames = scene.build_scene(args.frames, seed=args.seed)
+    demo_scene = scene.DemoScene(args.people, seed=args.seed)
+    frames = [demo_scene.frame(i) for i in range(max(1, round(args.duration * args.rate)))]
     rclpy.init()
     node = rclpy.create_node("lbi_demo_player")
     pub_image = node.create_publisher(Image, "image", qos_profile_sensor_data)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         with open(args.stamps_path, "w") as f:
-            json.dump({"frame_id": FRAME_ID, "rate_hz": args.rate, "seed": args.seed,
+            json.dump({"frame_id": FRAME_ID, "rate_hz": args.rate, "seed": args.seed, "people": args.people,
                        "stamps": {str(k): v for k, v in stamps.items()}}, f)
         node.destroy_node()
         rclpy.try_shutdown()
