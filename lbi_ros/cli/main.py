@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lbi_ros.cli.export",
     "lbi_ros.cli.engine",
     "lbi_ros.cli.demo",
+    "lbi_ros.cli.launch",
 )
 
 
