@@ -82,14 +82,18 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
     log.info("ROS domain %d, loopback only; logs in %s", reservation.domain_id, log_dir)
+    # The player publishes images reliably (see demo_player); readers opt in with a QoS override, the
+    # way a robot integrator would for a camera on a busy machine.
+    reliable_images = ["-p", "qos_overrides./image.subscription.reliability:=reliable"]
     node_cmd = ["python", "-m", "lbi_ros.ros.lift_node", "--ros-args", "-p", f"backend:={backend}",
-                "-p", "max_input_age:=0.0"]
+                "-p", "max_input_age:=0.0", *reliable_images]
     if model_path:
         node_cmd += ["-p", f"model_path:={model_path}"]
     processes = {"lifter": popen_ros(node_cmd, reservation.domain_id, log_dir)}
     if relay:
         processes["relay"] = popen_ros(["python", "-m", "lbi_ros.ros.relay_node", "--ros-args", "-r",
-                                        "skeletons_3d:=relay/skeletons_3d"], reservation.domain_id, log_dir)
+                                        "skeletons_3d:=relay/skeletons_3d", *reliable_images],
+                                       reservation.domain_id, log_dir)
     rclpy.init()
     recorder = rclpy.create_node("lbi_demo_recorder")
     mcap = None
@@ -101,7 +105,7 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
                                      reliable)
         recorder.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         mcap = McapRecorder(recorder, out / "demo.mcap", {
-            "image": (Image, qos_profile_sensor_data), "camera_info": (CameraInfo, qos_profile_sensor_data),
+            "image": (Image, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)), "camera_info": (CameraInfo, qos_profile_sensor_data),
             "keypoints_2d": (Person2DArray, reliable), "skeletons_3d": (Skeleton3DArray, reliable),
             "markers": (MarkerArray, reliable), "/tf": (TFMessage, 100), "/diagnostics": (DiagnosticArray, 10)})
         deadline = time.monotonic() + startup_timeout_s
@@ -115,7 +119,8 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
             rclpy.spin_once(recorder, timeout_sec=0.1)
         player = processes["player"] = popen_ros(
             ["python", "-m", "lbi_ros.ros.demo_player", str(stamps_path), "--rate", str(rate_hz),
-             "--duration", str(duration_s), "--people", str(people), "--seed", str(seed)],
+             "--duration", str(duration_s), "--people", str(people), "--seed", str(seed),
+             "--min-subscribers", str(len(processes) + 1)],  # lifter (+ relay) + this recorder
             reservation.domain_id, log_dir)
         while player.poll() is None:
             rclpy.spin_once(recorder, timeout_sec=0.05)

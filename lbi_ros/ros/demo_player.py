@@ -53,33 +53,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of camera stream")
     parser.add_argument("--people", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--wait-subscribers", type=float, default=30.0)
+    parser.add_argument("--warmup", type=float, default=2.0,
+                        help="seconds of unscored frames first: a best-effort reader that has just matched "
+                             "loses its first samples, as a late subscriber to a running camera would")
+    parser.add_argument("--wait-subscribers", type=float, default=30.0, help="seconds to wait for subscribers")
+    parser.add_argument("--min-subscribers", type=int, default=1,
+                        help="subscribers each topic must have before playing (best-effort samples sent before "
+                             "a reader matched are lost)")
     args = parser.parse_args(argv)
     demo_scene = scene.DemoScene(args.people, seed=args.seed)
     frames = [demo_scene.frame(i) for i in range(max(1, round(args.duration * args.rate)))]
     rclpy.init()
     node = rclpy.create_node("lbi_demo_player")
-    pub_image = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    # Reliable images: the demo runs beside other loads on small machines, where best-effort 1 MB samples
+    # (UDP fragments) get lost; the node's subscriber is switched to reliable with a QoS override.
+    pub_image = node.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     pub_info = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
     pub_kp = node.create_publisher(Person2DArray, "keypoints_2d",
                                    QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     stamps: dict[int, int] = {}
     try:
         deadline = time.monotonic() + args.wait_subscribers
-        while min(p.get_subscription_count() for p in (pub_image, pub_info, pub_kp)) == 0:
+        while min(p.get_subscription_count() for p in (pub_image, pub_info, pub_kp)) < args.min_subscribers:
             if time.monotonic() > deadline:
                 node.get_logger().error("no lifter subscribed to image/camera_info/keypoints_2d in time")
                 return 3
             time.sleep(0.05)
-        time.sleep(0.5)  # let the other direction of discovery settle
+        time.sleep(1.0)  # matching is seen by each side separately: let the readers' side settle too
         period = 1.0 / args.rate
         next_time = time.monotonic()
-        for frame in frames:
+        warmup = [frames[0]] * round(args.warmup * args.rate)
+        for n, frame in enumerate(warmup + frames):
             header = Header(stamp=node.get_clock().now().to_msg(), frame_id=FRAME_ID)
             pub_info.publish(camera_info(header))
             pub_image.publish(rgb_to_image(frame.image_rgb, header))
             pub_kp.publish(keypoints_msg(header, frame))
-            stamps[frame.index] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+            if n >= len(warmup):
+                stamps[frame.index] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
             next_time += period
             time.sleep(max(0.0, next_time - time.monotonic()))
     except KeyboardInterrupt:

@@ -14,11 +14,13 @@ import sys
 
 import rclpy
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from lbi_ros.msg import Person2DArray, Skeleton3DArray
 from lbi_ros.ros.messages import stamp_ns
+from lbi_ros.ros.qos import sensor_qos
 from lbi_ros.ros.synchronizer import StampSynchronizer
 
 
@@ -27,8 +29,9 @@ class RelayNode(Node):
         super().__init__("lbi_relay")
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.sync: StampSynchronizer[Image, Person2DArray] = StampSynchronizer(0.02, 10)
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
-        self.create_subscription(CameraInfo, "camera_info", lambda _msg: None, qos_profile_sensor_data)
+        self.create_subscription(Image, "image", self._on_image, sensor_qos(),
+                                 qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.create_subscription(CameraInfo, "camera_info", lambda _msg: None, sensor_qos())
         self.create_subscription(Person2DArray, "keypoints_2d", self._on_keypoints, reliable)
         self.pub = self.create_publisher(Skeleton3DArray, "skeletons_3d", reliable)
 
