@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The project's main command (README). Sets up (idempotent), then runs the main job.
-# Until the one-command ROS demo lands (issue: the ROS 2 node and demo), the main job is
-# `lbi doctor`: a true report of what this machine can run.
+# The project's main command (README): set up (idempotent), then run the one-command demo, a real
+# ROS 2 graph on loopback (player -> lifter node with the shipped default weights -> recorder). It
+# prints accuracy and latency and writes out/demo/demo.png and out/demo/demo.json.
+# Extra arguments go to `lbi demo` (e.g. --backend torch, --frames 60).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 scripts/setup.sh
-exec "${LBI_VENV:-$ROOT/.venv}/bin/lbi" doctor "$@"
+exec "${LBI_VENV:-$ROOT/.venv}/bin/lbi" demo --out "$ROOT/out/demo" "$@"

@@ -1,0 +1,121 @@
+"""Evaluation sets: stacked model inputs + targets + labels, built once and reused (deterministic).
+
+* :func:`rendered_eval_set`: a mocap cache (``lbi data prepare-mocap``) split, or every clip when ``split`` is
+  None, rendered through the training data pipeline with a fixed seed. Frames are taken evenly over the
+  selected clips (sample i -> frame ``i * F // N``), the camera, 2D noise and crop come from
+  ``default_rng([seed, i])``: two runs give identical inputs. Without a cache, procedural poses.
+* :func:`benchmark_eval_set`: any map-style dataset with the synthetic sample keys (Human3.6M, MPI-INF-3DHP
+  loaders in :mod:`lbi_ros.data`), stacked in order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
+from lbi_ros.preprocess import INPUT_NAMES
+
+log = logging.getLogger(__name__)
+
+EXTRA_KEYS = ("root_cam", "box", "intrinsics", "keypoints_px")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """N samples: ``inputs`` (model inputs by contract name), ``joints_3d`` (N, J, 3) root-relative camera
+    metres, ``labels`` (name -> (N,) strings, e.g. content/style/action), ``extras`` (root_cam, box, ...)."""
+
+    name: str
+    inputs: dict[str, np.ndarray]
+    joints_3d: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    has_image: bool = True
+    crop_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    crop_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def __len__(self) -> int:
+        return int(self.joints_3d.shape[0])
+
+
+def stack_samples(name: str, samples: Sequence[dict[str, Any]], label_keys: Sequence[str] = (),
+                  has_image: bool = True, **kwargs: Any) -> EvalSet:
+    """Stack per-sample dicts (the synthetic sample keys) into an :class:`EvalSet`."""
+    if not samples:
+        raise ValueError(f"evaluation set {name!r} is empty")
+    inputs = {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in INPUT_NAMES}
+    extras = {k: np.stack([s[k] for s in samples]).astype(np.float32) for k in EXTRA_KEYS if k in samples[0]}
+    labels = {k: np.array([str(s[k]) for s in samples]) for k in label_keys if k in samples[0]}
+    joints = np.stack([s["joints_3d"] for s in samples]).astype(np.float64)
+    return EvalSet(name, inputs, joints, labels, extras, has_image, **kwargs)
+
+
+class _FrameRenderSet(SyntheticPoseDataset):
+    """The synthetic pipeline with the pose fixed to one chosen mocap frame per sample."""
+
+    def __init__(self, config: SyntheticDataConfig, joints: np.ndarray | None, toes: np.ndarray | None) -> None:
+        super().__init__(config)
+        self._joints, self._toes = joints, toes
+        self._frame: int | None = None
+
+    def sample_pose(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        if self._frame is None or self._joints is None or self._toes is None:
+            return self._procedural.sample(rng)
+        return self._joints[self._frame], self._toes[self._frame]
+
+    def render_frame(self, frame: int | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        self._frame = frame
+        return self.generate(rng)
+
+
+def rendered_eval_set(
+    cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
+    data: SyntheticDataConfig | None = None,
+) -> EvalSet:
+    """Render ``num_samples`` fixed samples of ``split`` (None = all clips) of the cache at ``cache_dir``.
+
+    ``data`` supplies camera, noise, render and augmentation settings (default: the training defaults);
+    its cache/split/seed/sampling fields are ignored. Empty ``cache_dir``: procedural poses.
+    """
+    config = replace(data or SyntheticDataConfig(), cache_dir=cache_dir, split=split or "test", seed=seed,
+                     procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1))
+    labels: dict[str, np.ndarray] = {}
+    if cache_dir:
+        from lbi_ros.data.mocap import SPLITS, load_mocap_cache
+
+        cache = load_mocap_cache(cache_dir)
+        frames = np.concatenate([cache.frame_indices(s) for s in ([split] if split else SPLITS)])
+        frames = np.sort(frames)
+        if frames.size == 0:
+            raise ValueError(f"{cache_dir}: no frames in split {split!r}")
+        chosen = frames[(np.arange(num_samples) * frames.size) // num_samples]
+        labels = {k: cache.frame_labels(chosen, k).astype(str) for k in ("content", "style", "name")}
+        dataset = _FrameRenderSet(config, cache.joints, cache.toes)
+    else:
+        chosen = np.full(num_samples, -1)
+        dataset = _FrameRenderSet(config, None, None)
+    samples = []
+    for i in range(num_samples):
+        frame = int(chosen[i]) if chosen[i] >= 0 else None
+        samples.append(dataset.render_frame(frame, np.random.default_rng([seed, i])))
+    name = f"{cache_dir or 'procedural'}:{split or 'all'}"
+    out = stack_samples(name, samples, crop_mean=tuple(config.crop.mean), crop_std=tuple(config.crop.std))
+    return replace(out, labels=labels)
+
+
+def benchmark_eval_set(name: str, dataset: Any, label_keys: Sequence[str] = ("action", "subject", "scene"),
+                       limit: int | None = None) -> EvalSet:
+    """Stack a benchmark dataset (``__len__``/``__getitem__`` with the synthetic sample keys)."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    samples = [dataset[i] for i in range(n)]
+    has_image = bool(samples[0].get("has_image", True)) if samples else True
+    crop = getattr(getattr(dataset, "config", None), "crop", None)
+    kwargs = {"crop_mean": tuple(crop.mean), "crop_std": tuple(crop.std)} if crop is not None else {}
+    if not has_image:
+        log.warning("%s has no images: image lifters see blank crops", name)
+    return stack_samples(name, samples, label_keys, has_image=has_image, **kwargs)

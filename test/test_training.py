@@ -1,0 +1,145 @@
+"""Training: config round trip, losses, schedule, a tiny two-phase run on procedural data, exact resume."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lbi_ros.checkpoint import load_model, read_checkpoint
+from lbi_ros.cli.main import main as cli_main
+from lbi_ros.config import ConfigError, from_dict, save_yaml, to_dict
+from lbi_ros.evaluation import rendered_eval_set
+from lbi_ros.metrics import mpjpe
+from lbi_ros.training.config import TrainConfig, load_train_config
+from lbi_ros.training.losses import bone_length_loss, gaussian_nll, mpjpe_loss, pose_loss
+from lbi_ros.training.trainer import FINAL_WEIGHTS, lr_factor, train
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "train"
+TINY_MODEL = {"dim": 32, "num_heads": 2, "depth_stage1": 2, "pgtl_layer": 0, "depth_stage2": 1, "drop_path": 0.1}
+
+
+def tiny_config(out_dir: Path, phase1: int = 2, phase2: int = 2, **model: object) -> TrainConfig:
+    return from_dict(TrainConfig, {
+        "model": {**TINY_MODEL, **model},
+        "data": {"samples_per_epoch": 64, "render": {"bank_size": 2, "bank_resolution": 64}},
+        "optim": {"batch_size": 4, "lr": 1e-3},
+        "schedule": {"phase1_steps": phase1, "phase2_steps": phase2, "warmup_steps": 1},
+        "validation": {"every_steps": 0, "num_samples": 8, "batch_size": 8},
+        "log": {"out_dir": str(out_dir), "log_every": 1, "figure_every": 0, "checkpoint_minutes": 100.0,
+                "progress": False, "tensorboard": False},
+        "num_threads": 1,
+    })
+
+
+@pytest.fixture(scope="module")
+def val_set():
+    return rendered_eval_set("", None, 8, seed=3)
+
+
+def test_config_round_trip_and_unknown_keys(tmp_path: Path) -> None:
+    config = load_train_config(CONFIG_DIR / "lbi.yaml", ["optim.lr=0.0005", "log.out_dir=/tmp/x"])
+    assert config.optim.lr == 0.0005 and config.log.out_dir == "/tmp/x"
+    save_yaml(config, tmp_path / "resolved.yaml")
+    assert load_train_config(tmp_path / "resolved.yaml") == config
+    with pytest.raises(ConfigError, match="optim.learning_rate"):
+        from_dict(TrainConfig, {"optim": {"learning_rate": 1e-3}})
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_train_config(CONFIG_DIR / "lbi.yaml", ["schedule.epochs=3"])
+    with pytest.raises(ConfigError, match="single phase"):
+        from_dict(TrainConfig, {"model": {"kind": "lift2d"}, "schedule": {"phase2_steps": 5}})
+
+
+def test_every_shipped_train_config_loads() -> None:
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        if path.name.startswith("eval_"):
+            continue  # evaluation-only configs (a benchmark data config, not a TrainConfig)
+        load_train_config(path)
+
+
+def test_losses_match_the_metrics_and_the_nll_optimum() -> None:
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(5, 17, 3, generator=g)
+    pred = target + 0.05 * torch.randn(5, 17, 3, generator=g)
+    assert torch.allclose(mpjpe_loss(pred, target), mpjpe(pred, target), atol=1e-6)
+    assert float(bone_length_loss(target, target)) == pytest.approx(0.0, abs=1e-5)
+    sq = (pred - target).square().sum(-1)
+    best = torch.log(sq / 3)  # d/dlv of 0.5 * (sq * exp(-lv) + 3 lv) = 0  ->  var = sq / 3
+    assert float(gaussian_nll(pred, target, best)) < float(gaussian_nll(pred, target, best + 0.3))
+    assert float(gaussian_nll(pred, target, best)) < float(gaussian_nll(pred, target, best - 0.3))
+    total, parts = pose_loss(dataclasses.replace(TrainConfig().loss, bone_weight=1.0), pred, target, best)
+    assert set(parts) == {"loss/mpjpe", "loss/nll", "loss/bone", "loss/total"}
+    assert float(total) == pytest.approx(parts["loss/total"])
+
+
+def test_lr_schedule_warms_up_then_decays() -> None:
+    f = [lr_factor(s, 100, 10, 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:], strict=False))
+    assert f[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_two_phase_smoke_run_freezes_stage1_and_writes_a_loadable_checkpoint(tmp_path: Path, val_set) -> None:
+    config = tiny_config(tmp_path / "run")
+    result = train(config, validation_set=val_set)
+    assert result.step == 4 and np.isfinite(result.last_loss)
+    assert result.validation is not None and result.validation["num_samples"] == 8
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert any('"phase": 2' in line for line in lines)
+    # the checkpoint rebuilds the model alone and carries the resolved training config
+    model, ckpt = load_model(tmp_path / "run" / FINAL_WEIGHTS)
+    assert ckpt.model_config == config.model and ckpt.extra["step"] == 4
+    assert from_dict(TrainConfig, ckpt.extra["train_config"]) == config
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    # phase 1 does not touch stage 2; phase 2 does not touch stage 1: compare with a fresh init
+    torch.manual_seed(config.seed)
+    from lbi_ros.model import build_model
+
+    fresh = build_model(config.model).state_dict()
+    trained = model.state_dict()
+    assert not torch.equal(fresh["coarse_head.linear.weight"], trained["coarse_head.linear.weight"])
+    assert not torch.equal(fresh["refined_head.linear.weight"], trained["refined_head.linear.weight"])
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path: Path, val_set) -> None:
+    straight = train(tiny_config(tmp_path / "a", phase1=3, phase2=2), validation_set=val_set)
+    config_b = tiny_config(tmp_path / "b", phase1=3, phase2=2)
+    first = train(config_b, stop_after=2, validation_set=val_set)  # interrupted inside phase 1
+    assert first.step == 2 and not (tmp_path / "b" / FINAL_WEIGHTS).exists()
+    resumed = train(config_b, validation_set=val_set)
+    assert resumed.step == 5
+    assert resumed.last_loss == straight.last_loss
+    a = read_checkpoint(tmp_path / "a" / FINAL_WEIGHTS).state_dict
+    b = read_checkpoint(tmp_path / "b" / FINAL_WEIGHTS).state_dict
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_single_phase_baseline_and_cli(tmp_path: Path, val_set) -> None:
+    cfg = dataclasses.replace(tiny_config(tmp_path / "l2d", phase1=2, phase2=0, kind="lift2d", depth_lift2d=2),
+                              render_images=False)
+    path = tmp_path / "l2d.yaml"
+    save_yaml(cfg, path)
+    assert cli_main(["train", str(path), "validation.num_samples=4"]) == 0
+    _, ckpt = load_model(tmp_path / "l2d" / FINAL_WEIGHTS)
+    assert ckpt.model_config.kind == "lift2d" and ckpt.extra["train_config"]["render_images"] is False
+    with pytest.raises(ConfigError, match="render_images"):
+        from_dict(TrainConfig, {**to_dict(tiny_config(tmp_path)), "render_images": False})
+
+
+def test_h36m_recipe_smoke_on_fixture_files(tmp_path: Path) -> None:
+    """config/train/h36m.yaml with paths on the command line, on the VideoPose3D-format fixture."""
+    from .test_data_h36m import write_fixture
+
+    h = write_fixture(tmp_path)
+    tiny = [f"model.{k}={v}" for k, v in TINY_MODEL.items()]
+    overrides = [f"h36m.data_3d={h.data_3d}", f"h36m.data_2d={h.data_2d}", f"h36m.cameras={h.cameras}",
+                 "h36m.subjects=[S1]", f"log.out_dir={tmp_path / 'run'}", "optim.batch_size=4", "num_workers=0",
+                 "schedule.phase1_steps=1", "schedule.phase2_steps=1", "schedule.warmup_steps=0",
+                 "validation.num_samples=6", "validation.h36m_subjects=[S9]", "log.progress=false", "log.figure_every=0", *tiny]
+    config = load_train_config(CONFIG_DIR / "h36m.yaml", overrides)
+    result = train(config)
+    assert result.step == 2 and result.validation is not None
+    assert result.validation["dataset"] == "h36m:S9" and result.validation["num_samples"] == 6
