@@ -16,6 +16,10 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
+# Counter names that mean "an input was rejected or repaired" and "a frame was lost to a fault".
+PROBLEM_PREFIXES = ("bad_", "rejected_")
+FAILURE_COUNTERS = ("inference_failed", "frames_failed")
+
 
 class RateLimitedWarnings:
     """Per-key warning throttle; ``emit`` is the logger function (e.g. ``node.get_logger().warning``)."""
@@ -65,10 +69,16 @@ class NodeHealth:
         self.times = StageTimes()
         self.info: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._reported_problems = 0
+        self._reported_failures = 0
 
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.counters[key] += n
+
+    def get(self, key: str) -> int:
+        with self._lock:
+            return self.counters[key]
 
     def add_times(self, times_ms: dict[str, float]) -> None:
         with self._lock:
@@ -87,11 +97,17 @@ class NodeHealth:
         for key, n in sorted(counters.items()):
             values[f"count_{key}"] = str(n)
         processed = counters.get("frames_published", 0)
-        problems = sum(n for k, n in counters.items() if k.startswith("bad_") or k.startswith("rejected_"))
-        if processed == 0:
+        problems = sum(n for k, n in counters.items() if k.startswith(PROBLEM_PREFIXES))
+        failures = sum(n for k, n in counters.items() if k in FAILURE_COUNTERS)
+        # the level describes the last period: one bad frame an hour ago must not keep the node WARN forever
+        new_problems, self._reported_problems = problems - self._reported_problems, problems
+        new_failures, self._reported_failures = failures - self._reported_failures, failures
+        if new_failures:
+            level, message = DiagnosticStatus.ERROR, f"{new_failures} frames failed in the backend since the last report"
+        elif processed == 0:
             level, message = DiagnosticStatus.WARN, "no frame lifted yet (waiting for images and keypoints)"
-        elif problems:
-            level, message = DiagnosticStatus.WARN, f"running; {problems} inputs rejected so far"
+        elif new_problems:
+            level, message = DiagnosticStatus.WARN, f"running; {new_problems} inputs rejected since the last report"
         else:
             level, message = DiagnosticStatus.OK, "running"
         status = DiagnosticStatus(level=level, name=self.name, message=message, hardware_id=self.hardware_id,

@@ -1,10 +1,16 @@
 """The lifter node: Image + CameraInfo + 2D keypoints in; 3D skeletons, markers, TF and diagnostics out.
 
-Thin by design: callbacks convert messages and hand them on; all lifting logic is the core
+Thin by design: callbacks convert messages and hand them on; the checks live in
+:class:`~lbi_ros.ros.frame_processor.FrameProcessor` and the lifting in the core
 :class:`~lbi_ros.pipeline.LiftingPipeline`. Threads: ROS callbacks only pair messages
 (:class:`StampSynchronizer`) and put the newest matched frame into a one-slot mailbox; one worker
 thread lifts it. When frames arrive faster than they can be lifted, the waiting frame is replaced by
 the newer one and counted (``frames_dropped_busy``), so latency stays bounded and no queue grows.
+
+Every rejected input has a counter in ``/diagnostics`` (``count_bad_<reason>``) and a rate-limited
+warning saying what was wrong and how to fix it. A backend that raises costs the frame
+(``count_inference_failed``); after ``fallback_after_failures`` in a row the node switches to the next
+of ``fallback_backends`` (:class:`~lbi_ros.runtime.fallback.FallbackBackend`).
 """
 
 from __future__ import annotations
@@ -17,24 +23,35 @@ from dataclasses import dataclass
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
-from lbi_ros.input_checks import InputLimits
+from lbi_ros.input_checks import InputLimits, StampPolicy
 from lbi_ros.msg import Person2DArray, Skeleton3DArray
 from lbi_ros.pipeline import LiftingPipeline
 from lbi_ros.preprocess import CropConfig
+from lbi_ros.ros.dds_shm import clean_stale_segments
+from lbi_ros.ros.frame_processor import FrameProcessor, FrameResult
 from lbi_ros.ros.health import NodeHealth, RateLimitedWarnings
-from lbi_ros.ros.image_conversion import ImageError, image_to_rgb
 from lbi_ros.ros.markers import SkeletonMarkers
-from lbi_ros.ros.messages import CameraModel, MessageError, people_from_msg, skeletons_msg, stamp_ns
-from lbi_ros.ros.parameters import LifterParams, declare_parameters, read_parameters, validate_update
+from lbi_ros.ros.messages import skeletons_msg, stamp_ns
+from lbi_ros.ros.parameters import (
+    LifterParams,
+    check_value,
+    declare_parameters,
+    read_parameters,
+    validate_update,
+)
+from lbi_ros.ros.qos import sensor_qos
 from lbi_ros.ros.synchronizer import StampSynchronizer
 from lbi_ros.ros.tf_frames import skeleton_transforms
+from lbi_ros.runtime.backend import InferenceBackend
+from lbi_ros.runtime.fallback import FallbackBackend, InferenceFailed, Switch
 
 
 @dataclass
@@ -45,25 +62,21 @@ class Frame:
 
 
 class LifterNode(Node):
-    def __init__(self, backend=None) -> None:
+    def __init__(self, backend: InferenceBackend | None = None) -> None:
         super().__init__("lbi_lifter")
         self.params: LifterParams = declare_parameters(self)
+        self.add_pre_set_parameters_callback(self._count_rejected_parameters)
         self.add_on_set_parameters_callback(validate_update)
         self.health = NodeHealth("lbi_ros: 3D lifter", hardware_id=self.get_name())
         self.warnings = RateLimitedWarnings(self.get_logger().warning, self.params.warn_period)
-        if backend is None:
-            from lbi_ros.runtime.factory import create_backend
-
-            backend = create_backend(self.params.model_path or None, self.params.backend,
-                                     cache_dir=self.params.engine_cache_dir or None)
-        self.health.info.update(backend=backend.name, model=str(self.params.model_path or "default weights"))
-        self.pipeline = LiftingPipeline(backend, CropConfig(min_confidence=self.params.min_joint_confidence),
+        self.backend = self._create_backend(backend)
+        self.pipeline = LiftingPipeline(self.backend, CropConfig(min_confidence=self.params.min_joint_confidence),
                                         self._limits())
+        self.processor = FrameProcessor(self.pipeline, self._limits(), self._stamp_policy())
         self.sync: StampSynchronizer[Image, Person2DArray] = StampSynchronizer(self.params.sync_slop,
                                                                                 self.params.sync_queue_size)
+        self._sync_reported = (0, 0)
         self.markers = SkeletonMarkers(self.pipeline.parents)
-        self.camera: CameraModel | None = None
-        self._camera_msg: CameraInfo | None = None
         self._last_tf = 0.0
         self._mailbox: Frame | None = None
         self._cv = threading.Condition()
@@ -73,28 +86,51 @@ class LifterNode(Node):
         self._worker = threading.Thread(target=self._work, name="lbi_lifter_worker", daemon=True)
         self._worker.start()
         self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
-        self.get_logger().info(f"lifting with backend {backend.name}; waiting for 'image', 'camera_info', "
+        self.get_logger().info(f"lifting with backend {self.backend.name}; waiting for 'image', 'camera_info', "
                                "'keypoints_2d'")
 
     # -- set-up -----------------------------------------------------------------------------------------
+    def _create_backend(self, primary: InferenceBackend | None) -> FallbackBackend:
+        from lbi_ros.runtime.factory import create_backend
+
+        p = self.params
+        model, cache = p.model_path or None, p.engine_cache_dir or None
+        if primary is None:
+            primary = create_backend(model, p.backend, cache_dir=cache)
+        fallbacks = [(name, lambda name=name: create_backend(model, name, cache_dir=cache))
+                     for name in p.fallback_backends]
+        self.health.info.update(backend=primary.name, model=str(p.model_path or "default weights"),
+                                fallback_backends=",".join(p.fallback_backends) or "none")
+        return FallbackBackend(primary, fallbacks, p.fallback_after_failures, self._on_backend_switch)
+
+    def _on_backend_switch(self, switch: Switch) -> None:
+        self.health.count("backend_fallbacks")
+        self.health.info["backend"] = self.backend.name
+        self.get_logger().error(f"inference backend {switch.from_backend} -> {switch.to_backend or 'unchanged'}: "
+                                f"{switch.reason}")
+
     def _limits(self) -> InputLimits:
         p = self.params
         return InputLimits(min_visible_joints=p.min_visible_joints, min_confidence=p.min_joint_confidence,
                            max_people=p.max_people)
+
+    def _stamp_policy(self) -> StampPolicy:
+        return StampPolicy(max_age_s=self.params.max_input_age, max_ahead_s=self.params.max_stamp_ahead)
 
     def _create_endpoints(self) -> None:
         overrides = QoSOverridingOptions.with_default_policies()
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
         def sub_events(topic: str) -> SubscriptionEventCallbacks:
-            return SubscriptionEventCallbacks(incompatible_qos=lambda e: self._qos_warning(topic, e))
+            return SubscriptionEventCallbacks(incompatible_qos=lambda e: self._qos_warning(topic, e),
+                                              message_lost=lambda e: self._message_lost(topic, e))
 
         def pub_events(topic: str) -> PublisherEventCallbacks:
             return PublisherEventCallbacks(incompatible_qos=lambda e: self._qos_warning(topic, e))
 
-        self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data,
+        self.create_subscription(Image, "image", self._on_image, sensor_qos(),
                                  event_callbacks=sub_events("image"), qos_overriding_options=overrides)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data,
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sensor_qos(),
                                  event_callbacks=sub_events("camera_info"), qos_overriding_options=overrides)
         self.create_subscription(Person2DArray, "keypoints_2d", self._on_keypoints, reliable,
                                  event_callbacks=sub_events("keypoints_2d"), qos_overriding_options=overrides)
@@ -110,21 +146,32 @@ class LifterNode(Node):
         self.warnings.warn("qos_incompatible", f"incompatible QoS on '{topic}' (policy id "
                            f"{event.last_policy_kind}): check reliability/durability of the other side")
 
+    def _message_lost(self, topic: str, event) -> None:
+        """DDS dropped samples before this node saw them (best-effort loss, or keep-last history overrun when
+        callbacks fall behind): invisible to every other counter, so counted here."""
+        self.health.count(f"dds_lost_{topic}", int(event.total_count_change))
+        self.warnings.warn(f"dds_lost_{topic}", f"{event.total_count_change} message(s) on '{topic}' were lost in DDS "
+                           "before reaching the node (best effort over UDP, or the input outpaces the node)")
+
+    def _count_rejected_parameters(self, parameters: list) -> list:
+        """Pre-set hook: count (and warn about) the changes that rclpy's range checks or
+        :func:`validate_update` will reject; the parameters pass on unchanged."""
+        reasons = [r for p in parameters if (r := check_value(p.name, p.value))]
+        if reasons:
+            self.health.count("rejected_parameters", len(reasons))
+            self.warnings.warn("rejected_parameters", "parameter change rejected: " + "; ".join(reasons))
+        return parameters
+
     def bad_input(self, reason: str, message: str) -> None:
-        self.health.count(f"bad_{reason}")
+        self.health.count(reason if reason.startswith("bad_") else f"bad_{reason}")
         self.warnings.warn(reason, message)
 
     # -- callbacks: convert and hand on ------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.health.count("camera_info_received")
-        if self._camera_msg is not None and list(msg.k) == list(self._camera_msg.k) and list(msg.d) == list(
-                self._camera_msg.d) and (msg.width, msg.height) == (self._camera_msg.width, self._camera_msg.height):
-            return
-        try:
-            self.camera, self._camera_msg = CameraModel(msg), msg
-        except MessageError as exc:
-            self.camera, self._camera_msg = None, None
-            self.bad_input(exc.reason, str(exc))
+        error = self.processor.cameras.update(msg)
+        if error is not None:
+            self.bad_input(error.reason, f"CameraInfo for frame {msg.header.frame_id!r} rejected: {error}")
 
     def _on_image(self, msg: Image) -> None:
         self.health.count("images_received")
@@ -158,44 +205,38 @@ class LifterNode(Node):
                 frame, self._mailbox = self._mailbox, None
             try:
                 self._process(frame)
+            except InferenceFailed as exc:
+                self.health.count("inference_failed")
+                self.warnings.warn("inference_failed", f"inference failed and the frame was dropped ({exc}); "
+                                   f"{self._fallback_hint(exc)}")
             except Exception as exc:  # noqa: BLE001 - one bad frame must never stop the node
                 self.health.count("frames_failed")
                 self.warnings.warn("frame_failed", f"lifting a frame failed and it was dropped: "
                                    f"{type(exc).__name__}: {exc}")
 
+    def _fallback_hint(self, exc: InferenceFailed) -> str:
+        if not self.backend.pending:
+            return "no fallback backend left (parameter fallback_backends)"
+        return (f"{exc.consecutive}/{self.backend.max_consecutive_failures} consecutive failures before falling back "
+                f"to {self.backend.pending[0][0]}")
+
     def _process(self, frame: Frame) -> None:
-        t0 = time.perf_counter()
-        header = frame.image.header
-        age = self._age_s(header)
-        if self.params.max_input_age > 0 and age > self.params.max_input_age:
-            self.bad_input("stale_input", f"frame is {age:.2f} s old (max_input_age={self.params.max_input_age}): "
-                           "dropped; is the clock of the camera and this node in sync (use_sim_time for bags)?")
-            return
-        camera = self.camera
-        if camera is None:
-            self.bad_input("no_camera_info", "no valid CameraInfo on 'camera_info' yet: cannot place people in "
-                           "3D; check the remapping and that the camera is calibrated")
-            return
-        try:
-            rgb = image_to_rgb(frame.image)
-            camera.check_image(rgb.shape[1], rgb.shape[0])
-            joint_set, people = people_from_msg(frame.keypoints)
-        except (ImageError, MessageError) as exc:
-            self.bad_input(exc.reason, str(exc))
-            return
-        people = [p.__class__(p.person_id, p.score, camera.undistort(p.keypoints_px)) for p in people]
-        t1 = time.perf_counter()
-        result = self.pipeline.lift(rgb, camera.intrinsics, people, joint_set)
+        result: FrameResult = self.processor.process(frame.image, frame.keypoints, self._now_ns())
         for problem in result.problems:
             self.bad_input(problem.key, problem.message)
+        if result.people is None:
+            self.health.count("frames_rejected")
+            return
         t2 = time.perf_counter()
-        self._publish(header, result.people)
-        times = dict(result.timings_ms, convert=(t1 - t0) * 1e3, publish=(time.perf_counter() - t2) * 1e3)
+        self._publish(result.header, result.people)
+        times = dict(result.timings_ms, publish=(time.perf_counter() - t2) * 1e3)
         times["total"] = (time.perf_counter() - frame.received_monotonic) * 1e3
-        times["input_age"] = self._age_s(header) * 1e3
+        times["input_age"] = (self._now_ns() - stamp_ns(result.header)) / 1e6
         self.health.add_times(times)
         self.health.count("frames_published")
         self.health.count("people_published", len(result.people))
+        if result.num_input_people == 0:
+            self.health.count("empty_frames")
 
     def _publish(self, header, people) -> None:
         self.pub_skeletons.publish(skeletons_msg(header, self.pipeline.joint_names, self.pipeline.parents, people))
@@ -207,45 +248,74 @@ class LifterNode(Node):
             self._last_tf = now
             self.pub_tf.publish(skeleton_transforms(header, people, self.params.publish_joint_tf))
 
-    def _age_s(self, header) -> float:
-        return (self.get_clock().now().nanoseconds - stamp_ns(header)) / 1e9
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
+    # -- periodic: parameters, sync bookkeeping, diagnostics -----------------------------------------------
     def _publish_diagnostics(self) -> None:
         self.params = read_parameters(self)  # runtime changes (validated by validate_update)
         self.warnings.period_s = self.params.warn_period
-        self.pipeline.limits = self._limits()
+        self.processor.limits = self._limits()
+        self.processor.stamps.policy = self._stamp_policy()
         with self._sync_lock:
             self.sync.slop_ns = int(round(self.params.sync_slop * 1e9))
-        counters = self.sync.counters
-        images, keypoints = self.sync.pending()
+            if self.params.max_input_age > 0 and (now := self._now_ns()) > 0:
+                self.sync.expire_before(now - int(self.params.max_input_age * 1e9))
+            counters, (images, keypoints) = self.sync.counters, self.sync.pending()
+            effective_slop_ms = self.sync.effective_slop_ns() / 1e6
+        self._report_sync_drops(counters.dropped_images, counters.dropped_keypoints)
         extra = {"sync_matched_exact": str(counters.matched_exact), "sync_matched_approx": str(counters.matched_approx),
                  "sync_dropped_images": str(counters.dropped_images),
                  "sync_dropped_keypoints": str(counters.dropped_keypoints),
-                 "sync_pending_images": str(images), "sync_pending_keypoints": str(keypoints)}
+                 "sync_pending_images": str(images), "sync_pending_keypoints": str(keypoints),
+                 "sync_effective_slop_ms": f"{effective_slop_ms:.1f}",
+                 "backend_consecutive_failures": str(self.backend.consecutive_failures)}
         header = DiagnosticArray().header
         header.stamp = self.get_clock().now().to_msg()
         self.pub_diagnostics.publish(self.health.diagnostics(header, extra))
 
+    def _report_sync_drops(self, images: int, keypoints: int) -> None:
+        old_images, old_keypoints = self._sync_reported
+        self._sync_reported = (images, keypoints)
+        slop = self.params.sync_slop
+        if keypoints > old_keypoints:
+            self.warnings.warn("sync_dropped_keypoints", f"{keypoints - old_keypoints} keypoint message(s) found no "
+                               f"image with the same stamp (within sync_slop={slop} s) and were dropped: does the 2D "
+                               "detector copy the image header, and do 'image' and 'keypoints_2d' come from one camera?")
+        if images > old_images:
+            self.warnings.warn("sync_dropped_images", f"{images - old_images} image(s) got no keypoints and were "
+                               "dropped (normal when the 2D detector skips frames; if every image is dropped, check "
+                               "that the detector runs and copies the image header)")
+
     def destroy_node(self) -> None:
-        with self._cv:
-            self._running = False
-            self._cv.notify()
-        self._worker.join(timeout=5.0)
+        if hasattr(self, "_worker"):  # not when __init__ failed (rclpy's shutdown still destroys the node)
+            with self._cv:
+                self._running = False
+                self._cv.notify()
+            self._worker.join(timeout=5.0)
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, backend: InferenceBackend | None = None) -> int:
+    """Run the node until shutdown. ``backend``: use this one instead of creating it from the parameters
+    (tests inject faults this way). Returns 2 when the node cannot start, with the reason logged."""
+    removed = clean_stale_segments()
     rclpy.init(args=args)
+    logger = rclpy.logging.get_logger("lbi_lifter")
+    if removed:
+        logger.info(f"removed {len(removed)} shared-memory segment(s) left by killed ROS processes")
     node = None
     try:
-        node = LifterNode()
+        node = LifterNode(backend)
         rclpy.spin(node)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        # start-up failures (missing model, unknown backend, bad parameters) end with a clear message
-        rclpy.logging.get_logger("lbi_lifter").fatal(f"cannot start: {exc}")
-        return 2
+    except Exception as exc:  # noqa: BLE001 - report any failure as one clear line, not a traceback
+        if node is None:  # start-up: missing or broken model, unknown backend, bad parameters or paths
+            logger.fatal(f"cannot start: {type(exc).__name__}: {exc}")
+            return 2
+        logger.fatal(f"stopped: {type(exc).__name__}: {exc}")
+        return 1
     finally:
         if node is not None:
             node.destroy_node()

@@ -3,19 +3,31 @@
 :data:`PARAMETERS` is the single table: name, default, description and (for numbers) the allowed
 range. The node declares them all from it, reads them into a frozen :class:`LifterParams`, and
 rejects runtime changes that break a range or a rule with a reason (``ros2 param set`` prints it).
+Path parameters are checked at start-up (:func:`check_paths`): the model file must be a readable
+regular file, the engine cache directory must be creatable and writable, each with a clear error.
 ``config/lift.yaml`` holds the same defaults for launch files.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    ParameterType,
+    SetParametersResult,
+)
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+FALLBACK_BACKENDS = ("tensorrt", "onnxruntime", "torch")
 
 
 @dataclass(frozen=True)
@@ -33,8 +45,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "weights", read_only=True),
     ParamSpec("backend", "auto", f"Inference backend, one of {BACKENDS}; auto = TensorRT if a GPU and TensorRT "
               "are present, else ONNX Runtime, else PyTorch", read_only=True),
-    ParamSpec("engine_cache_dir", "", "Where TensorRT engines are cached; empty = ~/.cache/lbi_ros/engines",
-              read_only=True),
+    ParamSpec("engine_cache_dir", "", "Where TensorRT engines are cached (created user-only, 0700); empty = "
+              "~/.cache/lbi_ros/engines", read_only=True),
+    ParamSpec("fallback_backends", [], f"Backends to switch to, in order, when inference keeps failing; each one of "
+              f"{FALLBACK_BACKENDS}; empty = none", read_only=True),
+    ParamSpec("fallback_after_failures", 3, "Consecutive inference failures before switching to the next fallback "
+              "backend", 1, 1000, read_only=True),
     ParamSpec("sync_slop", 0.02, "Approximate image/keypoint stamp match tolerance, s (exact match is tried "
               "first)", 0.0, 0.05),
     ParamSpec("sync_queue_size", 10, "Unmatched images/keypoint messages kept while waiting for a partner",
@@ -45,6 +61,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               0.0, 0.99),
     ParamSpec("max_input_age", 1.0, "Drop frames whose image stamp is older than this when processing starts, s "
               "(0 = never)", 0.0, 60.0),
+    ParamSpec("max_stamp_ahead", 0.5, "Drop frames whose image stamp is further than this in the future, s: a "
+              "wrong clock (0 = never)", 0.0, 60.0),
     ParamSpec("publish_markers", True, "Publish visualization_msgs/MarkerArray on 'markers'"),
     ParamSpec("publish_tf", True, "Publish body_<id> frames on /tf"),
     ParamSpec("publish_joint_tf", True, "Also publish one TF frame per joint (<joint>_<id>)"),
@@ -60,12 +78,15 @@ class LifterParams:
     model_path: str
     backend: str
     engine_cache_dir: str
+    fallback_backends: tuple[str, ...]
+    fallback_after_failures: int
     sync_slop: float
     sync_queue_size: int
     max_people: int
     min_visible_joints: int
     min_joint_confidence: float
     max_input_age: float
+    max_stamp_ahead: float
     publish_markers: bool
     publish_tf: bool
     publish_joint_tf: bool
@@ -76,6 +97,8 @@ class LifterParams:
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
     descriptor = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only)
+    if isinstance(spec.default, list):  # an empty default says nothing about the element type
+        descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
     if spec.low is not None and isinstance(spec.default, float):
         descriptor.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high),
                                                               step=0.0)]
@@ -89,6 +112,11 @@ def check_value(name: str, value: Any) -> str | None:
     spec = _SPECS.get(name)
     if spec is None:
         return None  # not ours (e.g. use_sim_time, qos_overrides.*)
+    if isinstance(spec.default, list):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            return f"{name} must be a list of strings, got {value!r}"
+        unknown = [v for v in value if v not in FALLBACK_BACKENDS]
+        return f"{name}: unknown backend(s) {unknown}; choose from {list(FALLBACK_BACKENDS)}" if unknown else None
     if isinstance(spec.default, bool) != isinstance(value, bool) or (
             isinstance(spec.default, (int, float)) and not isinstance(value, (int, float))):
         return f"{name} must be a {type(spec.default).__name__}, got {value!r}"
@@ -104,9 +132,12 @@ def check_value(name: str, value: Any) -> str | None:
 def declare_parameters(node: Node) -> LifterParams:
     """Declare every parameter, validate the start-up values (ValueError with all reasons), return them."""
     for spec in PARAMETERS:
-        node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        # a list default is declared by type: rclpy would type an empty list as a byte array
+        default = Parameter.Type.STRING_ARRAY if isinstance(spec.default, list) else spec.default
+        node.declare_parameter(spec.name, default, _descriptor(spec))
     params = read_parameters(node)
     errors = [reason for f in fields(LifterParams) if (reason := check_value(f.name, getattr(params, f.name)))]
+    errors += check_paths(params)
     if errors:
         raise ValueError("invalid parameters: " + "; ".join(errors))
     return params
@@ -115,10 +146,15 @@ def declare_parameters(node: Node) -> LifterParams:
 def read_parameters(node: Node) -> LifterParams:
     values = {}
     for f in fields(LifterParams):
-        value = node.get_parameter(f.name).value
         default = _SPECS[f.name].default
+        try:
+            value = node.get_parameter(f.name).value
+        except ParameterUninitializedException:  # a list parameter left unset (or set to [])
+            value = default
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)  # YAML "1" for a float parameter
+        if isinstance(default, list):
+            value = tuple(value or ())
         values[f.name] = value
     return LifterParams(**values)
 
@@ -127,3 +163,28 @@ def validate_update(parameters: list[Parameter]) -> SetParametersResult:
     """``add_on_set_parameters_callback`` hook: reject out-of-range or mistyped runtime changes."""
     reasons = [r for p in parameters if (r := check_value(p.name, p.value))]
     return SetParametersResult(successful=not reasons, reason="; ".join(reasons))
+
+
+def check_paths(params: LifterParams) -> list[str]:
+    """Why the path parameters cannot work, one reason each (empty = fine). Creates the cache directory.
+
+    Checked before any model is loaded so a typo costs seconds, not a confusing error from deep inside
+    a loader. (A process running as root can read anything: the readability check cannot fail then.)
+    """
+    errors = []
+    if params.model_path:
+        path = Path(params.model_path).expanduser()
+        if not path.exists():
+            errors.append(f"model_path {str(path)!r} does not exist")
+        elif not path.is_file():
+            errors.append(f"model_path {str(path)!r} is not a regular file (a directory?)")
+        elif not os.access(path, os.R_OK):
+            errors.append(f"model_path {str(path)!r} is not readable by this user")
+    if params.engine_cache_dir:
+        from lbi_ros.runtime.engine_cache import EngineCacheError, make_private_dir
+
+        try:
+            make_private_dir(params.engine_cache_dir)
+        except (OSError, EngineCacheError) as exc:
+            errors.append(f"engine_cache_dir {params.engine_cache_dir!r} cannot be used: {exc}")
+    return errors

@@ -9,6 +9,11 @@ Why not ``message_filters``: it is not installable without a ROS install, and it
 ApproximateTimeSynchronizer has no "exact first" preference and no drop counters. This class has
 the same semantics everywhere, pure Python and unit-tested, so nothing ROS-specific lives here.
 
+At high frame rates a fixed slop is not enough: at 120 Hz frames are 8.3 ms apart, so with a 20 ms
+slop a lost image would let the next image pair with the lost one's keypoints, a false frame. The slop
+actually used is therefore also kept below ``PERIOD_FRACTION`` of the shortest recent interval between
+image stamps (:meth:`StampSynchronizer.effective_slop_ns`); exact matches are never affected.
+
 Both queues are bounded; the oldest unmatched entry is evicted and counted. Matching consumes both
 entries, and entries older than a match are evicted too (the detector processed a newer frame, so
 it skipped them), which keeps latency bounded under overload.
@@ -16,7 +21,7 @@ it skipped them), which keeps latency bounded under overload.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -24,6 +29,10 @@ A = TypeVar("A")
 B = TypeVar("B")
 
 MAX_SLOP_S = 0.05
+PERIOD_FRACTION = 0.45
+"""The effective slop stays below this fraction of the image interval: a stamp can then be within the slop
+of at most one frame."""
+RECENT_IMAGES = 16
 
 
 @dataclass
@@ -54,9 +63,19 @@ class StampSynchronizer(Generic[A, B]):
         self.queue_size = queue_size
         self._images: OrderedDict[int, A] = OrderedDict()
         self._keypoints: OrderedDict[int, B] = OrderedDict()
+        self._recent_image_stamps: deque[int] = deque(maxlen=RECENT_IMAGES + 1)
         self.counters = SyncCounters()
 
+    def effective_slop_ns(self) -> int:
+        """``slop_ns``, clamped below ``PERIOD_FRACTION`` x the shortest recent image interval (once 3 are known)."""
+        stamps = sorted(set(self._recent_image_stamps))
+        intervals = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        if len(intervals) < 3:
+            return self.slop_ns
+        return min(self.slop_ns, int(PERIOD_FRACTION * min(intervals)))
+
     def add_image(self, stamp_ns: int, image: A) -> Match[A, B] | None:
+        self._recent_image_stamps.append(stamp_ns)
         stamp = self._nearest(self._keypoints, stamp_ns)
         if stamp is None:
             self._push(self._images, stamp_ns, image, "dropped_images")
@@ -74,6 +93,19 @@ class StampSynchronizer(Generic[A, B]):
         """(unmatched images, unmatched keypoint messages) currently queued."""
         return len(self._images), len(self._keypoints)
 
+    def expire_before(self, stamp_ns: int) -> int:
+        """Drop (and count) unmatched entries stamped before ``stamp_ns``: a partner that late could only
+        make a stale frame. Returns how many were dropped. Without this, a keypoint message whose image
+        never came would wait until a later match or queue overflow pushed it out."""
+        dropped = 0
+        for queue, counter in ((self._images, "dropped_images"), (self._keypoints, "dropped_keypoints")):
+            old = [s for s in queue if s < stamp_ns]
+            for s in old:
+                del queue[s]
+            setattr(self.counters, counter, getattr(self.counters, counter) + len(old))
+            dropped += len(old)
+        return dropped
+
     def clear(self) -> None:
         self.counters.dropped_images += len(self._images)
         self.counters.dropped_keypoints += len(self._keypoints)
@@ -85,7 +117,7 @@ class StampSynchronizer(Generic[A, B]):
         if stamp_ns in queue:
             return stamp_ns
         best = min(queue, key=lambda s: abs(s - stamp_ns), default=None)
-        if best is not None and abs(best - stamp_ns) <= self.slop_ns:
+        if best is not None and abs(best - stamp_ns) <= self.effective_slop_ns():
             return best
         return None
 
@@ -105,8 +137,9 @@ class StampSynchronizer(Generic[A, B]):
         else:
             self.counters.matched_approx += 1
         newest = max(image_stamp, keypoints_stamp)
+        slop = self.effective_slop_ns()
         for queue, counter in ((self._images, "dropped_images"), (self._keypoints, "dropped_keypoints")):
-            stale = [s for s in queue if s < newest - self.slop_ns]
+            stale = [s for s in queue if s < newest - slop]
             for s in stale:
                 del queue[s]
             setattr(self.counters, counter, getattr(self.counters, counter) + len(stale))

@@ -14,6 +14,8 @@ Cache layout (``root`` = ``~/.cache/lbi_ros/engines`` by default)::
     <stem>-<key digest 16>.lock          flock'ed while a process validates or builds that engine
     timing/<trt>-<gpu>-sm<cc>.cache      TensorRT timing cache, shared by every engine of one GPU + version
 
+The cache directory is private: created (or tightened) to 0700 and refused when another user owns it,
+because whoever can write it could plant an engine and a matching sidecar (:func:`make_private_dir`).
 Writes are atomic (temp file in the same directory, fsync, rename): a crash leaves the old file or
 none, never half of one, and the sidecar is written after the engine, so an engine without a sidecar
 is never trusted. The per-engine lock makes a second process wait for the first one's build and then
@@ -147,6 +149,26 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "unknown"
 
 
+def make_private_dir(path: str | Path) -> Path:
+    """Create ``path`` (and parents) with user-only permissions, or tighten an existing one of ours to 0700.
+
+    Raises :class:`EngineCacheError` when the directory belongs to another user (its owner could replace
+    engines), ``OSError`` when it cannot be created (a file in the way, no permission).
+    """
+    path = Path(path).expanduser()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise EngineCacheError(f"{path} belongs to uid {info.st_uid}, not to this user ({os.getuid()}): engines "
+                               "from a directory another user can write are not trusted; choose another engine_cache_dir")
+    if info.st_mode & 0o077:
+        log.warning("%s was accessible to other users (mode %o); restricting it to 0700", path, info.st_mode & 0o777)
+        os.chmod(path, 0o700)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise EngineCacheError(f"{path} is not writable by this user")
+    return path
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same directory, fsync and rename (POSIX-atomic)."""
     path = Path(path)
@@ -180,7 +202,7 @@ def file_lock(path: str | Path, timeout_s: float = DEFAULT_LOCK_TIMEOUT_S, poll_
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + timeout_s
         waited = False
@@ -278,6 +300,7 @@ class EngineCache:
         if reason:
             raise EngineCacheError(f"refusing to cache an invalid engine: {reason}")
         paths = self.paths(key, stem)
+        make_private_dir(self.root)
         self.remove(key, stem)
         atomic_write_bytes(paths.engine, data)
         sidecar = {
@@ -298,6 +321,7 @@ class EngineCache:
         Holds the engine's lock throughout, so concurrent callers build once and the others reuse it.
         """
         paths = self.paths(key, stem)
+        make_private_dir(self.root)
         with file_lock(paths.lock, self.lock_timeout_s):
             value, reason = self.validate(key, stem, load)
             if reason is None:
