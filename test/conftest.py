@@ -35,3 +35,12 @@ def ros_domain() -> int:
 @pytest.fixture(scope="session")
 def ros_log_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ros-log")
+
+
+@pytest.fixture(scope="module")
+def oracle_onnx(tmp_path_factory) -> Path:
+    """The known-output ONNX lifter of test/node_harness.py (bad-input and start-up tests)."""
+    pytest.importorskip("onnxruntime")
+    from .node_harness import write_oracle_onnx
+
+    return write_oracle_onnx(tmp_path_factory.mktemp("oracle") / "oracle.onnx")
