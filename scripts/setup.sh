@@ -109,10 +109,16 @@ else
     cmake --build "$build/$name" -j"$(nproc)" >>"$build/$name.log" 2>&1 \
       || { tail -40 "$build/$name.log"; die "build of $name failed"; }
     cmake --install "$build/$name" >>"$build/$name.log" 2>&1 || die "install of $name failed"
-    sed "s|^$VENV/||" "$build/$name/install_manifest.txt" >> "$manifest"
+    # install_manifest.txt has no trailing newline: add one so the next package's first path stays separate
+    { sed "s|^$VENV/||" "$build/$name/install_manifest.txt"; echo; } | grep -v '^$' >> "$manifest"
   done
   mkdir -p "$CACHE/msgs"
-  tar czf "$tarball.tmp" -C "$VENV" -T "$manifest" && mv "$tarball.tmp" "$tarball"
+  if tar czf "$tarball.tmp" -C "$VENV" -T "$manifest"; then
+    mv "$tarball.tmp" "$tarball"
+  else
+    rm -f "$tarball.tmp"
+    log "warning: could not cache the message build (the next fresh venv rebuilds it)"
+  fi
   echo "$msg_key" > "$VENV/.lbi-msgs-key"
 fi
 msgs_ok || die "message types do not import from $VPY (see build/msgs/*.log)"

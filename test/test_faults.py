@@ -1,6 +1,6 @@
 """Faults over real DDS: a backend that raises mid-run, peers that restart, a node killed with SIGKILL.
 
-Each node here runs the oracle lifter of :mod:`test.test_bad_input` (a fixed standing pose), so every
+Each node here runs the oracle lifter of :mod:`test.node_harness` (a fixed standing pose), so every
 output can be checked for the right placement. One node at a time, one after the other.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import requires_ros
-from .test_bad_input import ROOT, Client, assert_at, good_person, oracle_onnx, start_lifter, stop  # noqa: F401
+from .node_harness import Client, assert_at, good_person, start_lifter, stop
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
