@@ -68,3 +68,18 @@ def test_invalid_domain_rejected():
 
     with pytest.raises(ValueError, match="0..101"):
         ros_environment(232)
+
+
+def test_applied_environment_is_restored(monkeypatch, tmp_path):
+    """Code that runs ROS inside a longer-lived process must not leave its domain behind."""
+    from lbi_ros.ros.environment import ros_environment_applied
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", "7")
+    with ros_environment_applied(42, tmp_path) as env:
+        import os
+
+        assert os.environ["ROS_DOMAIN_ID"] == "42" == env["ROS_DOMAIN_ID"]
+        assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    import os
+
+    assert os.environ["ROS_DOMAIN_ID"] == "7"

@@ -21,7 +21,7 @@ import numpy as np
 
 from lbi_ros.demo.report import DemoMetrics, ReceivedSkeletons, draw, score
 from lbi_ros.demo.scene import DemoScene
-from lbi_ros.ros.environment import apply_ros_environment, popen_ros, reserve_domain_id
+from lbi_ros.ros.environment import popen_ros, reserve_domain_id, ros_environment_applied
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,17 @@ def _skeletons(msg) -> ReceivedSkeletons:
 def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.0, people: int = 2,
              model_path: str = "", backend: str = "auto", seed: int = 0, relay: bool = True,
              startup_timeout_s: float = 120.0) -> DemoResult:
+    """Run the graph in a ROS domain reserved for it; this process's environment is restored after."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    reservation = reserve_domain_id()
+    with reserve_domain_id() as reservation, ros_environment_applied(reservation.domain_id, out / "ros-log"):
+        return _run_demo(out, reservation.domain_id, duration_s, rate_hz, people, model_path, backend, seed, relay,
+                         startup_timeout_s)
+
+
+def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, people: int, model_path: str,
+              backend: str, seed: int, relay: bool, startup_timeout_s: float) -> DemoResult:
     log_dir = out / "ros-log"
-    apply_ros_environment(reservation.domain_id, log_dir)
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -81,7 +87,7 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
                 diagnostics.clear()
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
-    log.info("ROS domain %d, loopback only; logs in %s", reservation.domain_id, log_dir)
+    log.info("ROS domain %d, loopback only; logs in %s", domain_id, log_dir)
     # The player publishes images reliably (see demo_player); readers opt in with a QoS override, the
     # way a robot integrator would for a camera on a busy machine.
     reliable_images = ["-p", "qos_overrides./image.subscription.reliability:=reliable"]
@@ -89,11 +95,11 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
                 "-p", "max_input_age:=0.0", *reliable_images]
     if model_path:
         node_cmd += ["-p", f"model_path:={model_path}"]
-    processes = {"lifter": popen_ros(node_cmd, reservation.domain_id, log_dir)}
+    processes = {"lifter": popen_ros(node_cmd, domain_id, log_dir)}
     if relay:
         processes["relay"] = popen_ros(["python", "-m", "lbi_ros.ros.relay_node", "--ros-args", "-r",
                                         "skeletons_3d:=relay/skeletons_3d", *reliable_images],
-                                       reservation.domain_id, log_dir)
+                                       domain_id, log_dir)
     rclpy.init()
     recorder = rclpy.create_node("lbi_demo_recorder")
     mcap = None
@@ -121,7 +127,7 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
             ["python", "-m", "lbi_ros.ros.demo_player", str(stamps_path), "--rate", str(rate_hz),
              "--duration", str(duration_s), "--people", str(people), "--seed", str(seed),
              "--min-subscribers", str(len(processes) + 1)],  # lifter (+ relay) + this recorder
-            reservation.domain_id, log_dir)
+            domain_id, log_dir)
         while player.poll() is None:
             rclpy.spin_once(recorder, timeout_sec=0.05)
         drain_until = time.monotonic() + 3.0  # outputs of the last frames and one more diagnostics message
@@ -136,7 +142,6 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
             mcap.close()
         recorder.destroy_node()
         rclpy.try_shutdown()
-        reservation.release()
     played = json.loads(stamps_path.read_text())
     stamps = {int(k): v for k, v in played["stamps"].items()}
     scene = DemoScene(people, seed=seed)

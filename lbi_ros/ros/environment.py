@@ -23,7 +23,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,21 @@ def apply_ros_environment(domain_id: int, log_dir: str | os.PathLike[str] | None
     os.environ.clear()
     os.environ.update(env)
     return env
+
+
+@contextmanager
+def ros_environment_applied(domain_id: int, log_dir: str | os.PathLike[str] | None = None) -> Iterator[dict[str, str]]:
+    """:func:`apply_ros_environment` for a ``with`` block; the previous environment comes back after it.
+
+    For code that runs ROS inside a process that outlives it (the demo called from a test, a
+    benchmark): leaving another run's ROS_DOMAIN_ID behind would cut that process off its own graph.
+    """
+    saved = dict(os.environ)
+    try:
+        yield apply_ros_environment(domain_id, log_dir)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def popen_ros(
