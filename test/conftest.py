@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lbi_ros.ros.environment import apply_ros_environment, reserve_domain_id
+from lbi_ros.ros.environment import apply_ros_environment, reserve_domain_id, stop_started_processes
 
 TEST_DIR = Path(__file__).resolve().parent
 SESSION_DOMAIN = reserve_domain_id()  # held until this process exits
@@ -44,3 +44,10 @@ def oracle_onnx(tmp_path_factory) -> Path:
     from .node_harness import write_oracle_onnx
 
     return write_oracle_onnx(tmp_path_factory.mktemp("oracle") / "oracle.onnx")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No ROS process a test started outlives the session, even when its fixture failed half-way."""
+    leftovers = stop_started_processes()
+    if leftovers:
+        print(f"\nstopped {len(leftovers)} ROS process(es) left running by tests: {leftovers}")

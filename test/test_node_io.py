@@ -51,24 +51,26 @@ def node_io(weights, ros_domain, ros_log_dir):
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node("lbi_node_io_client", context=context)
-    reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    got: dict[str, list] = {"skeletons": [], "markers": [], "tf": [], "diagnostics": []}
-    node.create_subscription(Skeleton3DArray, "skeletons_3d", got["skeletons"].append, reliable)
-    node.create_subscription(MarkerArray, "markers", got["markers"].append, reliable)
-    node.create_subscription(TFMessage, "/tf", got["tf"].append, QoSProfile(depth=100))
-    node.create_subscription(DiagnosticArray, "/diagnostics", got["diagnostics"].append, 10)
-    # 1 MB images over best-effort UDP get lost on a loaded machine: this test wants every frame, so the
-    # image stream is reliable on both sides (the node through a QoS override, as an integrator would).
-    pubs = {"image": node.create_publisher(Image, "image", reliable),
-            "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
-            "kp": node.create_publisher(Person2DArray, "keypoints_2d", reliable)}
-    assert spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
-                      and node.count_publishers("skeletons_3d") > 0 and latest_counters(got["diagnostics"]), 90)
-    yield node, pubs, got
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
-    lifter.terminate()
-    lifter.wait(timeout=20)
+    try:  # a failed start-up must not leave the node process running
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        got: dict[str, list] = {"skeletons": [], "markers": [], "tf": [], "diagnostics": []}
+        node.create_subscription(Skeleton3DArray, "skeletons_3d", got["skeletons"].append, reliable)
+        node.create_subscription(MarkerArray, "markers", got["markers"].append, reliable)
+        node.create_subscription(TFMessage, "/tf", got["tf"].append, QoSProfile(depth=100))
+        node.create_subscription(DiagnosticArray, "/diagnostics", got["diagnostics"].append, 10)
+        # 1 MB images over best-effort UDP get lost on a loaded machine: this test wants every frame, so the
+        # image stream is reliable on both sides (the node through a QoS override, as an integrator would).
+        pubs = {"image": node.create_publisher(Image, "image", reliable),
+                "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
+                "kp": node.create_publisher(Person2DArray, "keypoints_2d", reliable)}
+        assert spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
+                          and node.count_publishers("skeletons_3d") > 0 and latest_counters(got["diagnostics"]), 90)
+        yield node, pubs, got
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+        lifter.terminate()
+        lifter.wait(timeout=20)
 
 
 def publish_frame(pubs, frame, sec: int, with_image: bool = True, people: bool = True) -> None:

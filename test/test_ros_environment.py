@@ -83,3 +83,12 @@ def test_applied_environment_is_restored(monkeypatch, tmp_path):
     import os
 
     assert os.environ["ROS_DOMAIN_ID"] == "7"
+
+
+def test_started_processes_are_stopped_by_the_safety_net(tmp_path):
+    from lbi_ros.ros.environment import stop_started_processes
+
+    with reserve_domain_id() as reservation:
+        proc = popen_ros(["python", "-c", "import time; time.sleep(600)"], reservation.domain_id, tmp_path)
+        assert proc.pid in stop_started_processes(timeout_s=5)
+    assert proc.poll() is not None

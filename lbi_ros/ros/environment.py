@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -153,4 +155,29 @@ def popen_ros(
     env = ros_environment(domain_id, log_dir, base=popen_kwargs.pop("env", None))  # type: ignore[arg-type]
     # A child of another venv must not inherit that venv's bootstrap guard or library path.
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
-    return subprocess.Popen(argv, env=env, **popen_kwargs)  # type: ignore[call-overload]
+    proc = subprocess.Popen(argv, env=env, **popen_kwargs)  # type: ignore[call-overload]
+    _STARTED.append(proc)
+    return proc
+
+
+_STARTED: list[subprocess.Popen] = []
+
+
+def stop_started_processes(timeout_s: float = 10.0) -> list[int]:
+    """SIGINT, then SIGKILL, every process :func:`popen_ros` started that is still running; their pids.
+
+    A safety net for test sessions and tools: a failed fixture must not leave a node running on the
+    machine (it would keep its DDS participant and shared memory, and keep a core busy).
+    """
+    leftovers = [p for p in _STARTED if p.poll() is None]
+    for proc in leftovers:
+        proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + timeout_s
+    for proc in leftovers:
+        try:
+            proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _STARTED.clear()
+    return [p.pid for p in leftovers]
