@@ -324,3 +324,13 @@ def flip_joints(joints: Any, joint_set: JointSet = H36M17) -> np.ndarray:
     """Swap left/right joints along axis -2 (the caller negates the mirrored coordinate)."""
     arr = np.asarray(joints)
     return arr[..., list(joint_set.flip_index), :]
+
+
+# A standing person in H36M-17 order: metres, camera optical axes (x right, y down, z forward), pelvis at
+# the origin, facing the camera. A reference pose for tests, benchmarks and known-output checks.
+STANDING_POSE_M = np.array([
+    [0, 0, 0], [-0.13, 0, 0], [-0.13, 0.45, 0], [-0.13, 0.88, 0], [0.13, 0, 0], [0.13, 0.45, 0],
+    [0.13, 0.88, 0], [0, -0.25, 0], [0, -0.5, 0], [0, -0.6, -0.05], [0, -0.72, 0], [0.18, -0.48, 0],
+    [0.2, -0.2, 0], [0.2, 0.05, 0], [-0.18, -0.48, 0], [-0.2, -0.2, 0], [-0.2, 0.05, 0],
+], dtype=np.float32)  # fmt: skip
+STANDING_POSE_M.flags.writeable = False

@@ -20,6 +20,7 @@ import numpy as np
 
 from lbi_ros.geometry import Intrinsics, project
 from lbi_ros.ros.environment import popen_ros
+from lbi_ros.skeleton import STANDING_POSE_M
 
 NODE = ["python", "-m", "lbi_ros.ros.lift_node", "--ros-args"]
 # 320x240 rgb8 (230 KB) fits Fast DDS's default 512 KB shared-memory segment; larger best-effort samples
@@ -27,12 +28,7 @@ NODE = ["python", "-m", "lbi_ros.ros.lift_node", "--ros-args"]
 K = Intrinsics(250.0, 250.0, 160.0, 120.0)
 SIZE = (320, 240)
 ROOT = np.array([0.2, 0.1, 4.0])
-# H36M-17 standing pose, metres, camera axes (y down), pelvis at the origin: what the oracle predicts.
-STANDING = np.array([
-    [0, 0, 0], [-0.13, 0, 0], [-0.13, 0.45, 0], [-0.13, 0.88, 0], [0.13, 0, 0], [0.13, 0.45, 0],
-    [0.13, 0.88, 0], [0, -0.25, 0], [0, -0.5, 0], [0, -0.6, -0.05], [0, -0.72, 0], [0.18, -0.48, 0],
-    [0.2, -0.2, 0], [0.2, 0.05, 0], [-0.18, -0.48, 0], [-0.2, -0.2, 0], [-0.2, 0.05, 0],
-], np.float32)  # fmt: skip
+STANDING = STANDING_POSE_M
 
 
 # -- the oracle model -------------------------------------------------------------------------------------

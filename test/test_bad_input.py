@@ -177,21 +177,6 @@ def test_degenerate_image(client, size):
         image=lambda s: client.image(s, size=size)))
 
 
-LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com"><profiles>
-  <transport_descriptors>
-    <transport_descriptor><transport_id>shm_large</transport_id><type>SHM</type>
-      <segment_size>{segment_bytes}</segment_size></transport_descriptor>
-    <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="large_frames" is_default_profile="true"><rtps>
-    <userTransports><transport_id>shm_large</transport_id><transport_id>udp</transport_id></userTransports>
-    <useBuiltinTransports>false</useBuiltinTransports>
-  </rtps></participant>
-</profiles></dds>
-"""
-"""A Fast DDS profile for a process that publishes large frames: a shared-memory segment that holds them.
-With the default 512 KB segment, larger samples go over UDP fragments, and best effort loses them."""
 
 PUBLISH_8K = """
 import json, sys, time
@@ -229,8 +214,9 @@ def test_8k_image_is_lifted(client, ros_domain, ros_log_dir, tmp_path):
     """7680x4320 (mono8, 33 MB) from a camera process whose Fast DDS segment holds such frames."""
     size = (7680, 4320)
     k8 = Intrinsics(6000.0, 6000.0, 3840.0, 2160.0)
-    profile = tmp_path / "large_frames.xml"
-    profile.write_text(LARGE_SHM_PROFILE.format(segment_bytes=48 << 20))
+    from lbi_ros.ros.dds_shm import write_large_frames_profile
+
+    profile = write_large_frames_profile(tmp_path / "large_frames.xml", 48 << 20)
     frame = json.dumps([[k8.fx, 0, k8.cx, 0, k8.fy, k8.cy, 0, 0, 1], size, keypoints_at(ROOT, k8).tolist()])
     camera = popen_ros(["python", "-c", PUBLISH_8K, frame, "3"], ros_domain, ros_log_dir,
                        env={**os.environ, "FASTDDS_DEFAULT_PROFILES_FILE": str(profile)})

@@ -12,14 +12,10 @@ from lbi_ros.model import build_model
 from lbi_ros.model.config import ModelConfig
 from lbi_ros.pipeline import LiftingPipeline
 from lbi_ros.runtime.torch_backend import TorchBackend
+from lbi_ros.skeleton import STANDING_POSE_M
 
 INTR = Intrinsics(500.0, 500.0, 320.0, 240.0)
-# A standing H36M-17 pose (metres, camera axes: y down), pelvis at the origin.
-STANDING = np.array([
-    [0, 0, 0], [-0.13, 0, 0], [-0.13, 0.45, 0], [-0.13, 0.88, 0], [0.13, 0, 0], [0.13, 0.45, 0],
-    [0.13, 0.88, 0], [0, -0.25, 0], [0, -0.5, 0], [0, -0.6, -0.05], [0, -0.72, 0], [0.18, -0.48, 0],
-    [0.2, -0.2, 0], [0.2, 0.05, 0], [-0.18, -0.48, 0], [-0.2, -0.2, 0], [-0.2, 0.05, 0],
-])  # fmt: skip
+STANDING = STANDING_POSE_M
 
 
 @pytest.fixture(scope="module", params=["default", "baseline-2d"])

@@ -36,27 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from lbi_ros.skeleton import STANDING_POSE_M
+
 MODES = {"overload": {"rate": 120.0, "people": 6, "seconds": 30.0},
          "soak": {"rate": 30.0, "people": 3, "seconds": 30 * 60.0}}
-# Standing H36M-17 pose (metres, camera axes: y down), pelvis at the origin.
-STANDING = np.array([
-    [0, 0, 0], [-0.13, 0, 0], [-0.13, 0.45, 0], [-0.13, 0.88, 0], [0.13, 0, 0], [0.13, 0.45, 0],
-    [0.13, 0.88, 0], [0, -0.25, 0], [0, -0.5, 0], [0, -0.6, -0.05], [0, -0.72, 0], [0.18, -0.48, 0],
-    [0.2, -0.2, 0], [0.2, 0.05, 0], [-0.18, -0.48, 0], [-0.2, -0.2, 0], [-0.2, 0.05, 0],
-])  # fmt: skip
-LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com"><profiles>
-  <transport_descriptors>
-    <transport_descriptor><transport_id>shm_large</transport_id><type>SHM</type>
-      <segment_size>{segment_bytes}</segment_size></transport_descriptor>
-    <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="large_frames" is_default_profile="true"><rtps>
-    <userTransports><transport_id>shm_large</transport_id><transport_id>udp</transport_id></userTransports>
-    <useBuiltinTransports>false</useBuiltinTransports>
-  </rtps></participant>
-</profiles></dds>
-"""
+STANDING = STANDING_POSE_M
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -120,9 +104,9 @@ def measure(tmp: Path, mode: str, rate: float, people: int, seconds: float, warm
     env = apply_ros_environment(domain.domain_id, tmp / "ros-log")
     node_env = dict(env)
     if large_shm:  # this process publishes the frames; the node's own (small) outputs keep the defaults
-        profile = tmp / "large_frames.xml"
-        segment = max(4 << 20, 8 * size[0] * size[1] * 3)
-        profile.write_text(LARGE_SHM_PROFILE.format(segment_bytes=segment))
+        from lbi_ros.ros.dds_shm import write_large_frames_profile
+
+        profile = write_large_frames_profile(tmp / "large_frames.xml", max(4 << 20, 8 * size[0] * size[1] * 3))
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     log_path = tmp / "node.log"
     with open(log_path, "w") as log:

@@ -72,3 +72,27 @@ def clean_stale_segments(shm_dir: str | Path = SHM_DIR, min_age_s: float = 2.0) 
     if removed:
         log.info("removed %d shared-memory segment(s) of dead Fast DDS processes: %s", len(removed), removed)
     return removed
+
+
+# A Fast DDS profile for a process that publishes large frames: a shared-memory segment that holds them.
+# With the default 512 KB segment, larger samples go over UDP fragments, and best effort loses them.
+LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<dds xmlns="http://www.eprosima.com"><profiles>
+  <transport_descriptors>
+    <transport_descriptor><transport_id>shm_large</transport_id><type>SHM</type>
+      <segment_size>{segment_bytes}</segment_size></transport_descriptor>
+    <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
+  </transport_descriptors>
+  <participant profile_name="large_frames" is_default_profile="true"><rtps>
+    <userTransports><transport_id>shm_large</transport_id><transport_id>udp</transport_id></userTransports>
+    <useBuiltinTransports>false</useBuiltinTransports>
+  </rtps></participant>
+</profiles></dds>
+"""
+
+
+def write_large_frames_profile(path: str | Path, segment_bytes: int) -> Path:
+    """Write :data:`LARGE_SHM_PROFILE` for ``segment_bytes``; point FASTDDS_DEFAULT_PROFILES_FILE at it."""
+    path = Path(path)
+    path.write_text(LARGE_SHM_PROFILE.format(segment_bytes=int(segment_bytes)))
+    return path
