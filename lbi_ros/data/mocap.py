@@ -56,15 +56,21 @@ from typing import Literal
 import numpy as np
 
 from lbi_ros.data.bvh import BVHError, BVHMotion, forward_kinematics, parse_bvh
+from lbi_ros.data.mocap_cache import (  # noqa: F401 - re-exported: the cache format lives there
+    CACHE_ARRAYS,
+    CACHE_INDEX,
+    CACHE_VERSION,
+    SPLITS,
+    ClipRecord,
+    MocapCache,
+    MocapError,
+    load_mocap_cache,
+)
 from lbi_ros.skeleton import NUM_JOINTS
 
 log = logging.getLogger(__name__)
 
 Split = Literal["train", "val", "test"]
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-CACHE_VERSION = 1
-CACHE_ARRAYS = "mocap_h36m17.npz"
-CACHE_INDEX = "index.json"
 
 KNOWN_STYLES: dict[str, frozenset[str]] = {
     "dataset-1": frozenset(
@@ -103,10 +109,6 @@ _BANDAI_REQUIRED = (
 )  # fmt: skip
 # BVH (Y-up, cm) -> world (Z-up, m): x' = x, y' = -z, z' = y.
 BVH_TO_WORLD = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]]) / 100.0
-
-
-class MocapError(ValueError):
-    """Mocap files or a cache do not have the expected content."""
 
 
 @dataclass(frozen=True)
@@ -298,19 +300,6 @@ def check_labels(source: ClipSource) -> None:
 
 
 @dataclass(frozen=True)
-class ClipRecord:
-    name: str
-    dataset: str
-    content: str
-    style: str
-    take: int
-    split: str
-    start: int
-    frames: int
-    fps: float
-
-
-@dataclass(frozen=True)
 class PrepareReport:
     clips: dict[str, int]
     frames: dict[str, int]
@@ -386,61 +375,3 @@ def prepare_mocap(
     }
     (out / CACHE_INDEX).write_text(json.dumps(index, indent=1))
     return PrepareReport(clips=clips, frames=frames, skipped=tuple(skipped))
-
-
-@dataclass(frozen=True)
-class MocapCache:
-    """A loaded cache: ``joints`` (N, 17, 3) and ``toes`` (N, 2, 3) float32 world metres, clip records."""
-
-    joints: np.ndarray
-    toes: np.ndarray
-    clips: tuple[ClipRecord, ...]
-
-    def frame_indices(self, split: str) -> np.ndarray:
-        """Global frame indices of one split (int64)."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        parts = [np.arange(c.start, c.start + c.frames) for c in self.clips if c.split == split]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-    def frame_labels(self, indices: np.ndarray, key: Literal["content", "style", "name"] = "content") -> np.ndarray:
-        starts = np.array([c.start for c in self.clips])
-        clip_of = np.searchsorted(starts, indices, side="right") - 1
-        values = np.array([getattr(c, key) for c in self.clips])
-        return values[clip_of]
-
-
-def load_mocap_cache(path: str | Path) -> MocapCache:
-    """Load and validate a cache directory written by :func:`prepare_mocap`."""
-    path = Path(path)
-    index_path, arrays_path = path / CACHE_INDEX, path / CACHE_ARRAYS
-    if not index_path.is_file() or not arrays_path.is_file():
-        raise FileNotFoundError(f"{path} is not a mocap cache (needs {CACHE_INDEX} and {CACHE_ARRAYS}); "
-                                f"run `lbi data prepare-mocap --src ... --out {path}`")
-    try:
-        index = json.loads(index_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MocapError(f"{index_path}: not valid JSON ({exc})") from exc
-    if not isinstance(index, dict) or index.get("version") != CACHE_VERSION:
-        raise MocapError(f"{index_path}: unsupported cache version {index.get('version') if isinstance(index, dict) else None}"
-                         f" (expected {CACHE_VERSION}); re-run prepare-mocap")
-    try:
-        with np.load(arrays_path, allow_pickle=False) as data:
-            joints, toes = data["joints"], data["toes"]
-    except (KeyError, ValueError, OSError) as exc:
-        raise MocapError(f"{arrays_path}: cannot read joints/toes arrays ({exc})") from exc
-    if joints.ndim != 3 or joints.shape[1:] != (NUM_JOINTS, 3) or toes.shape != (joints.shape[0], 2, 3):
-        raise MocapError(f"{arrays_path}: expected joints (N, 17, 3) and toes (N, 2, 3), got {joints.shape}, {toes.shape}")
-    try:
-        clips = tuple(ClipRecord(**c) for c in index["clips"])
-    except (KeyError, TypeError) as exc:
-        raise MocapError(f"{index_path}: bad clip records ({exc})") from exc
-    end = 0
-    for c in clips:
-        if c.start != end or c.frames <= 0 or c.split not in SPLITS:
-            raise MocapError(f"{index_path}: clip {c.name} has inconsistent start/frames/split")
-        end += c.frames
-    if end != joints.shape[0]:
-        raise MocapError(f"{index_path}: clips cover {end} frames but the arrays hold {joints.shape[0]}")
-    return MocapCache(joints=joints.astype(np.float32), toes=toes.astype(np.float32), clips=clips)
-

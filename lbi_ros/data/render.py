@@ -36,6 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lbi_ros.data.backgrounds import BACKGROUND_KINDS as _BACKGROUND_KINDS
+from lbi_ros.data.backgrounds import BackgroundBank, random_colours
 from lbi_ros.geometry import Intrinsics
 
 # Material ids (palette rows); striped variants use id + STRIPE_OFFSET.
@@ -79,8 +81,6 @@ _PRIM_MAT = np.array([p[4] for p in BODY_PRIMITIVES])
 _PRIM_BELT = np.array([0.22 if i in (3, 4, 5) else 0.0 for i in range(len(BODY_PRIMITIVES))])
 _NEAR_M = 0.05  # primitives closer to the camera than this are skipped
 _IS_TORSO = np.isin(np.arange(len(BODY_PRIMITIVES)), [3, 4, 5])
-_BACKGROUND_KINDS = ("plain", "noise", "texture", "clutter")
-_PERMUTATIONS = [np.eye(3)[list(p)] for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))]
 
 
 @dataclass(frozen=True)
@@ -121,16 +121,6 @@ _HAIR_COLOURS = np.array(
     [[20.0, 16, 12], [70, 45, 25], [140, 100, 55], [200, 170, 110], [150, 150, 150]], dtype=np.float64
 )
 _SKIN_LIGHT, _SKIN_DARK = np.array([245.0, 212.0, 185.0]), np.array([85.0, 55.0, 40.0])
-
-
-def random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, 3) RGB 0..255 colours: uniform hue, saturation biased low, value 0.12..0.98 (HSV -> RGB)."""
-    h = rng.random(n) * 6.0
-    sat = rng.uniform(0.0, 0.9, n) ** 1.3
-    val = rng.uniform(0.12, 0.98, n)
-    # HSV -> RGB: channel k = v - v s max(0, min(t, 4 - t, 1)), t = (k_offset + h) mod 6
-    t = (np.array([5.0, 3.0, 1.0]) + h[:, None]) % 6.0
-    return (val[:, None] - val[:, None] * sat[:, None] * np.clip(np.minimum(t, 4.0 - t), 0.0, 1.0)) * 255.0
 
 
 def sample_appearance(rng: np.random.Generator, config: RenderConfig = RenderConfig()) -> Appearance:
@@ -197,104 +187,6 @@ def body_points(joints_cam: np.ndarray, toes_cam: np.ndarray | None) -> np.ndarr
 # ---------------------------------------------------------------------------------------------------------
 # Backgrounds
 # ---------------------------------------------------------------------------------------------------------
-
-
-class BackgroundBank:
-    """Procedural background images (uint8 RGB), generated once from a seed."""
-
-    def __init__(self, config: RenderConfig = RenderConfig()) -> None:
-        import cv2
-
-        rng = np.random.default_rng(config.bank_seed)
-        n, r = config.bank_size, config.bank_resolution
-        self.resolution = r
-        yy, xx = np.mgrid[0:r, 0:r].astype(np.float32) / r
-        self.images: dict[str, list[np.ndarray]] = {"noise": [], "texture": [], "clutter": []}
-        for _ in range(n):
-            # Smooth multi-octave noise mapped between two colours.
-            acc = np.zeros((r, r), np.float32)
-            for octave, amp in ((4, 1.0), (16, 0.5), (64, 0.25)):
-                small = rng.random((octave, octave)).astype(np.float32)
-                acc += amp * cv2.resize(small, (r, r), interpolation=cv2.INTER_CUBIC)
-            acc = (acc - acc.min()) / max(float(np.ptp(acc)), 1e-6)
-            c0, c1 = random_colours(rng, 2)
-            self.images["noise"].append(self._to_u8(c0 + acc[..., None] * (c1 - c0)))
-
-            # Regular textures.
-            kind = int(rng.integers(4))
-            ang = rng.uniform(0, math.pi)
-            f = rng.uniform(4, 30)
-            u = np.cos(ang) * xx + np.sin(ang) * yy
-            v = -np.sin(ang) * xx + np.cos(ang) * yy
-            if kind == 0:
-                pat = 0.5 + 0.5 * np.sin(2 * math.pi * f * u)
-            elif kind == 1:
-                pat = ((np.floor(f * u) + np.floor(f * v)) % 2).astype(np.float32)
-            elif kind == 2:  # bricks
-                row = np.floor(f * v)
-                pat = ((np.abs(((f * u + 0.5 * (row % 2)) % 1) - 0.5) > 0.45) | (((f * v) % 1) > 0.9))
-                pat = 1.0 - pat.astype(np.float32)
-            else:  # rings (wood-like)
-                cx, cy = rng.random(2)
-                pat = 0.5 + 0.5 * np.sin(2 * math.pi * f * np.hypot(xx - cx, yy - cy) + 3 * acc)
-            c0, c1 = random_colours(rng, 2)
-            img = c0 + pat[..., None].astype(np.float32) * (c1 - c0)
-            img *= (0.8 + 0.4 * acc)[..., None]
-            self.images["texture"].append(self._to_u8(img))
-
-            # Clutter: a gradient base with random shapes.
-            base = c0 * (0.6 + 0.6 * yy[..., None]) if rng.random() < 0.5 else self.images["noise"][-1].astype(np.float32)
-            canvas = np.ascontiguousarray(np.clip(base, 0, 255).astype(np.uint8))
-            for _ in range(int(rng.integers(8, 40))):
-                col = tuple(int(c) for c in random_colours(rng, 1)[0])
-                shape = int(rng.integers(4))
-                p = rng.integers(0, r, 2)
-                if shape == 0:
-                    q = p + rng.integers(5, r // 2, 2)
-                    cv2.rectangle(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), col, -1)
-                elif shape == 1:
-                    cv2.circle(canvas, (int(p[0]), int(p[1])), int(rng.integers(3, r // 5)), col, -1)
-                elif shape == 2:
-                    q = rng.integers(0, r, 2)
-                    cv2.line(canvas, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), col, int(rng.integers(1, 8)))
-                else:
-                    pts = (p + rng.integers(-r // 6, r // 6, (int(rng.integers(3, 7)), 2))).astype(np.int32)
-                    cv2.fillPoly(canvas, [pts], col)
-            if rng.random() < 0.5:
-                canvas = cv2.GaussianBlur(canvas, (0, 0), rng.uniform(0.8, 3.0))
-            self.images["clutter"].append(canvas)
-
-    @staticmethod
-    def _to_u8(img: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8))
-
-    def sample(self, rng: np.random.Generator, height: int, width: int, kind: str) -> np.ndarray:
-        """A (height, width, 3) uint8 background of the given kind (``plain`` is made on the fly)."""
-        import cv2
-
-        u = rng.random(6)
-        if kind == "plain":
-            c0, c1 = random_colours(rng, 2)
-            t = np.linspace(0.0, 0.6 * u[0], height, dtype=np.float32)[:, None, None]
-            col = np.clip(c0 + t * (c1 - c0), 0, 255).astype(np.uint8)  # (height, 1, 3)
-            return np.ascontiguousarray(np.broadcast_to(col, (height, width, 3)))
-        bank = self.images[kind]
-        img = bank[int(u[0] * len(bank))]
-        r = self.resolution
-        step = 2 if (u[1] < 0.3 and 2 * height <= r and 2 * width <= r) else 1
-        if height * step > r or width * step > r:
-            out = cv2.resize(img, (width, height), interpolation=cv2.INTER_LINEAR)
-        else:
-            y0 = int(u[2] * (r - height * step + 1))
-            x0 = int(u[3] * (r - width * step + 1))
-            out = img[y0 : y0 + height * step, x0 : x0 + width * step]
-            if step == 2:  # zoomed out: area-average 2x2 blocks
-                out = cv2.resize(out, (width, height), interpolation=cv2.INTER_AREA)
-        # (cv2 makes the window contiguous far faster than numpy does for strided uint8 copies)
-        out = cv2.flip(out, 1) if u[4] < 0.5 else np.ascontiguousarray(out)
-        # Random channel permutation and gain in one saturating 3x3 colour transform.
-        mix = _PERMUTATIONS[int(u[5] * 6)] * rng.uniform(0.6, 1.25)
-        return cv2.transform(out, mix)
 
 
 class PersonRenderer:
