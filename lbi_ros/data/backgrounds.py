@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from lbi_ros.data.render import RenderConfig
+    from lbi_ros.data.body_model import RenderConfig
 
 BACKGROUND_KINDS = ("plain", "noise", "texture", "clutter")
 _PERMUTATIONS = [np.eye(3)[list(p)] for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))]
