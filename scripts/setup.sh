@@ -42,6 +42,13 @@ for tool in cmake g++ make; do command -v "$tool" >/dev/null || missing+=("$tool
 "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || missing+=("python3-dev")
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=("python3-venv")
+# Headless OpenGL (EGL + Mesa's software rasteriser) for the mesh-body renderer (lbi_ros/data/mesh_raster.py).
+for lib in libEGL.so.1 libEGL_mesa.so.0; do
+  compgen -G "/usr/lib/*/$lib" >/dev/null || compgen -G "/usr/lib64/$lib" >/dev/null \
+    || { missing+=("libegl1" "libegl-mesa0"); break; }
+done
+compgen -G "/usr/lib/*/dri/swrast_dri.so" >/dev/null || compgen -G "/usr/lib/*/dri/libdril_dri.so" >/dev/null \
+  || missing+=("libgl1-mesa-dri")
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 cmake_version=$(cmake --version | head -1 | awk '{print $3}')
 "$PYTHON" -c "import sys; v=tuple(map(int,'$cmake_version'.split('.')[:2])); sys.exit(v < (3, 21))" \
@@ -61,7 +68,8 @@ if [ "$(cat "$VENV/.lbi-requirements-key" 2>/dev/null)" != "$req_key" ]; then
   # torch first and alone: its exact pin takes the CPU build; a later resolver pass must not pull CUDA.
   "$VPY" -m pip install -q ${PIP_EXTRA:-} "$(grep -E '^torch==' "$ROOT/requirements/core.txt")"
   "$VPY" -m pip install -q ${PIP_EXTRA:-} -r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/ros.txt" \
-    -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/dev.txt" -r "$ROOT/requirements/deploy.txt"
+    -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/dev.txt" -r "$ROOT/requirements/deploy.txt" \
+    -r "$ROOT/requirements/bodies.txt"
   echo "$req_key" > "$VENV/.lbi-requirements-key"
 else
   log "dependencies up to date"

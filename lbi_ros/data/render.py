@@ -97,23 +97,37 @@ class PersonRenderer:
         deployment warp does to a person who is smaller in the camera image than the crop (pass
         ``box.h / crop_height``); it also saves time.
         """
-        import cv2
-
         cfg = self.config
         app = appearance if appearance is not None else sample_appearance(rng, cfg)
         u = rng.random(6)
-        kind = _BACKGROUND_KINDS[min(int(np.searchsorted(self._bg_cdf, u[0], side="right")), 3)]
-        scale = min(1.0, max(float(resolution_scale), 0.2))
-        h_r, w_r = max(8, round(height * scale)), max(6, round(width * scale))
-        if h_r >= height or w_r >= width:
-            h_r, w_r, intr = height, width, intrinsics
-        else:  # same field of view on a coarser grid (pixel centres: (i + 0.5) * w_r / width - 0.5)
-            sx, sy = w_r / width, h_r / height
-            intr = Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy,
-                              (intrinsics.cx + 0.5) * sx - 0.5, (intrinsics.cy + 0.5) * sy - 0.5)
-        image = self.bank.sample(rng, h_r, w_r, kind)
+        h_r, w_r, intr = working_grid(intrinsics, height, width, resolution_scale)
+        image = self.background(u[0], rng, h_r, w_r)
         ids, shade = self._rasterize(body_points(joints_cam, toes_cam), intr, h_r, w_r, app)
         composite(image, ids, shade, app.palette)  # albedo x shade where the body was hit
+        return self.finish(image, u, rng, height, width, valid_region)
+
+    def background(self, u: float, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+        """A (height, width, 3) uint8 background of the kind that ``u`` in [0, 1) picks by
+        ``background_probs``."""
+        kind = _BACKGROUND_KINDS[min(int(np.searchsorted(self._bg_cdf, u, side="right")), 3)]
+        return self.bank.sample(rng, height, width, kind)
+
+    def finish(
+        self,
+        image: np.ndarray,
+        u: np.ndarray,
+        rng: np.random.Generator,
+        height: int,
+        width: int,
+        valid_region: tuple[float, float, float, float] | None,
+    ) -> np.ndarray:
+        """Occluder, blur and sensor noise on the working grid, upsampling to (height, width), then black
+        outside ``valid_region``. ``u`` (6,) uniforms drawn before the background; shared by every body
+        kind so capsule and mesh people get the same photometric treatment."""
+        import cv2
+
+        cfg = self.config
+        h_r, w_r = image.shape[:2]
         if u[1] < cfg.occluder_prob:
             self._occlude(image, rng)
         if u[2] < cfg.blur_prob:
@@ -329,6 +343,22 @@ def _prim_fragments(
     lambert = dx.ravel()[idx] * light[0] + dy.ravel()[idx] * light[1] - hgt * light[2]
     np.maximum(lambert, 0.0, out=lambert)
     return pix, z, s, lambert, prims[prim_of]
+
+
+def working_grid(
+    intrinsics: Intrinsics, height: int, width: int, resolution_scale: float
+) -> tuple[int, int, Intrinsics]:
+    """The grid a crop is rendered on: the same field of view at ``resolution_scale`` (clamped to
+    [0.2, 1]) of (height, width) -> (h_r, w_r, intrinsics on that grid); pixel centres map as
+    ``(i + 0.5) * w_r / width - 0.5``. Rendering small people coarsely and upsampling is what the
+    deployment warp does to a person smaller in the camera image than the crop."""
+    scale = min(1.0, max(float(resolution_scale), 0.2))
+    h_r, w_r = max(8, round(height * scale)), max(6, round(width * scale))
+    if h_r >= height or w_r >= width:
+        return height, width, intrinsics
+    sx, sy = w_r / width, h_r / height
+    return h_r, w_r, Intrinsics(intrinsics.fx * sx, intrinsics.fy * sy,
+                                (intrinsics.cx + 0.5) * sx - 0.5, (intrinsics.cy + 0.5) * sy - 0.5)
 
 
 def crop_valid_region(
