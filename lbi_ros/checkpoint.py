@@ -91,6 +91,16 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(model_config, state_dict, extra)
 
 
+def load_weights_into(model: torch.nn.Module, path: str | Path, model_config: ModelConfig) -> None:
+    """Load a checkpoint's weights into an existing ``model`` built from ``model_config`` (fine-tuning);
+    the checkpoint's own model config must be the same."""
+    checkpoint = read_checkpoint(path)
+    if checkpoint.model_config != model_config:
+        raise CheckpointError(f"{path} holds another model config than the model it should initialise")
+    model.load_state_dict(checkpoint.state_dict, strict=True)
+    log.info("initialised from the weights of %s", path)
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, Checkpoint]:
     """Rebuild the network from the checkpoint's own config and load its weights strictly; eval mode."""
     checkpoint = read_checkpoint(path)

@@ -143,3 +143,21 @@ def test_h36m_recipe_smoke_on_fixture_files(tmp_path: Path) -> None:
     result = train(config)
     assert result.step == 2 and result.validation is not None
     assert result.validation["dataset"] == "h36m:S9" and result.validation["num_samples"] == 6
+
+
+def test_fine_tuning_starts_from_the_given_weights_and_refuses_another_model(tmp_path: Path, val_set) -> None:
+    base = tiny_config(tmp_path / "base", phase1=2, phase2=0, stage2=False)
+    train(base, validation_set=val_set)
+    start = read_checkpoint(tmp_path / "base" / FINAL_WEIGHTS).state_dict
+    tuned_cfg = dataclasses.replace(tiny_config(tmp_path / "tuned", phase1=1, phase2=0, stage2=False),
+                                    init_weights=str(tmp_path / "base" / FINAL_WEIGHTS))
+    optim = dataclasses.replace(tuned_cfg.optim, lr=1e-9)  # a step this small leaves the start visible
+    train(dataclasses.replace(tuned_cfg, optim=optim), validation_set=val_set)
+    tuned = read_checkpoint(tmp_path / "tuned" / FINAL_WEIGHTS).state_dict
+    # every learned weight moved by at most ~lr from the starting checkpoint (BatchNorm statistics move anyway)
+    learned = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert all(torch.allclose(tuned[k].float(), start[k].float(), atol=1e-5) for k in learned)
+    other = dataclasses.replace(tiny_config(tmp_path / "other", phase1=1, phase2=0, stage2=False, dim=48),
+                                init_weights=str(tmp_path / "base" / FINAL_WEIGHTS))
+    with pytest.raises(ValueError, match="another model config"):
+        train(other, validation_set=val_set)

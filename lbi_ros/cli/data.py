@@ -23,6 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     prev.add_argument("--src", default="", help="mocap cache folder (default: procedural poses)")
     prev.add_argument("--split", default="train", choices=("train", "val", "test"))
     prev.add_argument("--seed", type=int, default=0)
+    prev.add_argument("--body", choices=("capsule", "mesh"), default="capsule",
+                      help="capsule people, or mesh people (Anny body + MakeHuman clothes/hair, headless GL)")
+    prev.add_argument("--assets", default="", help="MakeHuman clothes/hair root (default: the vendored subset)")
+    prev.add_argument("--appearance", choices=("train", "heldout"), default="train",
+                      help="mesh people: training or held-out garments, hair and body shapes")
     prev.set_defaults(func=_preview)
 
 
@@ -46,10 +51,14 @@ def _preview(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
+    from lbi_ros.data.mesh_people import MeshBodyConfig
     from lbi_ros.preprocess import denormalize_image
     from lbi_ros.skeleton import H36M17, H36M_LEFT, H36M_RIGHT
 
-    config = SyntheticDataConfig(cache_dir=args.src, split=args.split, seed=args.seed, samples_per_epoch=16)
+    mesh = MeshBodyConfig(fraction=1.0 if args.body == "mesh" else 0.0, assets_dir=args.assets,
+                          appearance=args.appearance, identity_block=1)  # 16 different people
+    config = SyntheticDataConfig(cache_dir=args.src, split=args.split, seed=args.seed, samples_per_epoch=16,
+                                 mesh=mesh)
     dataset = SyntheticPoseDataset(config)
     zoom = 2
     tiles = []
@@ -76,5 +85,5 @@ def _preview(args: argparse.Namespace) -> int:
     if not cv2.imwrite(args.out, sheet):
         raise RuntimeError(f"could not write {args.out}")
     source = f"mocap cache {args.src} ({args.split})" if args.src else "procedural poses"
-    print(f"wrote {args.out}: 16 samples from {source}; orange = left, blue = right, green = midline")
+    print(f"wrote {args.out}: 16 {args.body} samples from {source}; orange = left, blue = right, green = midline")
     return 0

@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", default=None, help="write the metrics JSON here")
     parser.add_argument("--out", default=None, help="folder for report.md/report.json and plots")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a benchmark config field, e.g. --set annot_dir=/data/3dhp (repeatable)")
+                        help="override a config field (repeatable): a benchmark's (--set annot_dir=/data/3dhp) or, "
+                             "for a mocap cache, the rendering's (--set mesh.fraction=1 --set mesh.appearance=heldout)")
     parser.set_defaults(func=_evaluate)
 
 
@@ -50,7 +51,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.benchmark:
         eval_set = _benchmark_set(args)
     else:
-        eval_set = rendered_eval_set(args.data, args.split, args.num_samples, args.seed)
+        from lbi_ros.config import with_overrides
+        from lbi_ros.data.dataset import SyntheticDataConfig
+
+        # --set on a mocap cache overrides the rendering (SyntheticDataConfig), e.g. --set mesh.fraction=1
+        data = with_overrides(SyntheticDataConfig(), args.overrides)
+        eval_set = rendered_eval_set(args.data, args.split, args.num_samples, args.seed, data=data)
     with torch.inference_mode():
         metrics, predicted = evaluate_model(model, eval_set, output=args.output)
         if args.latency_repeats > 0:

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lbi_ros.data.cameras import CameraSamplerConfig, sample_camera
+from lbi_ros.data.mesh_people import MeshBodyConfig, MeshPeople
 from lbi_ros.data.noise2d import Noise2DConfig, apply_detector_noise
 from lbi_ros.data.poses import MocapPoseSource, PoseSource, ProceduralPoseSource
 from lbi_ros.data.render import PersonRenderer, RenderConfig, crop_valid_region
@@ -75,6 +76,7 @@ class SyntheticDataConfig:
     noise: Noise2DConfig = field(default_factory=Noise2DConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     bones: BoneAugmentConfig = field(default_factory=BoneAugmentConfig)
+    mesh: MeshBodyConfig = field(default_factory=MeshBodyConfig)
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "val", "test"):
@@ -154,6 +156,7 @@ class SyntheticPoseDataset:
         self.config = config
         self.epoch = 0
         self._renderer: PersonRenderer | None = None
+        self._mesh: MeshPeople | None = None
         self._mocap: PoseSource | None = None
         self._procedural = ProceduralPoseSource()
         if config.cache_dir and not Path(config.cache_dir).is_dir():
@@ -169,6 +172,7 @@ class SyntheticPoseDataset:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_renderer"] = None  # rebuilt in the worker
+        state["_mesh"] = None  # GL contexts and body models are per process
         state["_mocap"] = None
         return state
 
@@ -177,6 +181,12 @@ class SyntheticPoseDataset:
         if self._renderer is None:
             self._renderer = PersonRenderer(self.config.render)
         return self._renderer
+
+    @property
+    def mesh_people(self) -> MeshPeople:
+        if self._mesh is None:
+            self._mesh = MeshPeople(self.config.mesh)
+        return self._mesh
 
     @property
     def mocap(self) -> PoseSource | None:
@@ -197,18 +207,34 @@ class SyntheticPoseDataset:
         if not 0 <= index < len(self):
             raise IndexError(index)
         rng = np.random.default_rng([self.config.seed, self.epoch, int(index)])
-        return self.generate(rng)
+        identity = (self.config.seed, self.epoch, int(index) // self.config.mesh.identity_block)
+        return self.generate(rng, identity)
 
-    def generate(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """One sample from ``rng`` (retries camera/pose draws that leave too few joints visible)."""
+    def generate(self, rng: np.random.Generator, identity: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
+        """One sample from ``rng`` (retries camera/pose draws that leave too few joints visible).
+
+        ``identity``: key of the mesh person to draw when this sample gets one (see
+        :class:`lbi_ros.data.mesh_people.MeshPeople`); None draws a key from ``rng``.
+        """
         cfg = self.config
         crop = cfg.crop
+        # Capsule-only configs draw nothing extra, so their samples stay what they were.
+        use_mesh = cfg.mesh.fraction > 0 and rng.random() < cfg.mesh.fraction
+        people: list = []
+        if use_mesh and identity is None:
+            identity = (cfg.seed, 1_000_000 + int(rng.integers(1 << 30)))
         for _ in range(cfg.max_tries):
             joints_w, toes_w = self.sample_pose(rng)
-            if cfg.bones.enabled:
-                joints_w, toes_w = retarget_bones(joints_w, toes_w, rng, cfg.bones)
-            if rng.random() < cfg.flip_prob:
-                joints_w, toes_w = mirror_pose(joints_w, toes_w)
+            if use_mesh:  # the body's own shape sets the bone lengths; labels come from the posed body
+                if rng.random() < cfg.flip_prob:
+                    joints_w, toes_w = mirror_pose(joints_w, toes_w)
+                people = self._mesh_people_for(identity, joints_w, toes_w, rng)
+                joints_w, toes_w = people[0].joints, people[0].toes
+            else:
+                if cfg.bones.enabled:
+                    joints_w, toes_w = retarget_bones(joints_w, toes_w, rng, cfg.bones)
+                if rng.random() < cfg.flip_prob:
+                    joints_w, toes_w = mirror_pose(joints_w, toes_w)
             cam = sample_camera(rng, joints_w[0], cfg.camera)
             joints_c = cam.world_to_camera(joints_w)
             toes_c = cam.world_to_camera(toes_w)
@@ -224,14 +250,37 @@ class SyntheticPoseDataset:
             box = box.jittered(rng, cfg.box_jitter_scale, cfg.box_jitter_shift)
             crop_intr = box.crop_intrinsics(cam.intrinsics, crop.height, crop.width)
             valid = crop_valid_region(box.affine(crop.height, crop.width), cam.width, cam.height)
-            image = self.renderer.render(
-                joints_c, crop_intr, crop.height, crop.width, rng, toes_cam=toes_c, valid_region=valid,
-                resolution_scale=box.h / crop.height,
-            )
+            if use_mesh:
+                image = self.mesh_people.render_crop(
+                    people, cam, crop_intr, crop.height, crop.width, rng, self.renderer, valid_region=valid,
+                    resolution_scale=box.h / crop.height,
+                )
+            else:
+                image = self.renderer.render(
+                    joints_c, crop_intr, crop.height, crop.width, rng, toes_cam=toes_c, valid_region=valid,
+                    resolution_scale=box.h / crop.height,
+                )
             inputs = encode_person(image, kp, box, cam.intrinsics, crop)
             return make_sample(inputs, joints_c, kp, cam.intrinsics, box, (cam.width, cam.height),
                                keypoints_gt_px=gt_px.astype(np.float32))
         raise RuntimeError(f"no usable sample after {cfg.max_tries} tries; camera/noise settings too harsh?")
+
+
+    def _mesh_people_for(self, identity: tuple[int, ...], joints_w: np.ndarray, toes_w: np.ndarray,
+                         rng: np.random.Generator) -> list:
+        """The subject (posed ``identity``) and, sometimes, a distractor: another identity in another pose,
+        0.8-2.5 m from the subject in a random direction, so it may stand behind, beside or in front of
+        the subject and occlude it, as people in a robot's view do. The labels are the subject's only."""
+        mesh = self.mesh_people
+        people = [mesh.pose(mesh.identity(identity), joints_w, toes_w)]
+        if rng.random() < self.config.mesh.distractor_prob:
+            other_j, other_t = self.sample_pose(rng)
+            angle = rng.uniform(0, 2 * np.pi)
+            shift = np.array([np.cos(angle), np.sin(angle), 0.0]) * rng.uniform(0.8, 2.5)
+            shift[:2] += joints_w[0, :2] - other_j[0, :2]
+            other = mesh.identity((*identity, 7))
+            people.append(mesh.pose(other, other_j + shift, other_t + shift))
+        return people
 
 
 def worker_init_fn(worker_id: int) -> None:

@@ -142,6 +142,9 @@ class TrainConfig:
     """torch intra-op threads per process; 0 = leave torch's default."""
     num_workers: int = 0
     """DataLoader worker processes rendering samples; 0 = render in the training process."""
+    init_weights: str = ""
+    """Start from these weights instead of random ones (fine-tuning): a checkpoint path or ``default`` /
+    ``baseline-2d`` (the shipped weights); its model config must equal ``model``. Ignored when resuming."""
     render_images: bool = True
     """False skips rendering (blank crops): only for models that do not read the image (lift2d)."""
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lbi_ros.checkpoint import read_checkpoint, save_checkpoint
+from lbi_ros.checkpoint import load_weights_into, read_checkpoint, save_checkpoint
 from lbi_ros.config import save_yaml, to_dict
 from lbi_ros.evaluation import EvalSet, evaluate_model, rendered_eval_set
 from lbi_ros.model import build_model
@@ -230,6 +230,10 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
         state = torch.load(out_dir / LAST_STATE, map_location="cpu", weights_only=True)
         start_step, elapsed0 = int(state["step"]), float(state["elapsed_s"])
         log.info("resuming %s at step %d (%.1f min trained)", out_dir, start_step, elapsed0 / 60)
+    elif config.init_weights:  # fine-tuning start
+        from lbi_ros.weights import resolve_checkpoint
+
+        load_weights_into(model, resolve_checkpoint(config.init_weights), config.model)
     if dist_info.is_main:
         save_yaml(config, out_dir / "config.yaml")
     torch.manual_seed(config.seed + 1 + dist_info.rank)
