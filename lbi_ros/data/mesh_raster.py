@@ -15,7 +15,7 @@ Conventions: camera frame OpenCV (x right, y down, z forward, metres); a point l
 :func:`lbi_ros.geometry.project` puts it (pixel (u, v) covers [u - 0.5, u + 0.5]). The GL window is not
 flipped, so the first row read back is the image top. GL clips at the near plane :data:`NEAR_M` before
 the perspective divide, so faces crossing z = 0 draw only their visible part. **Winding**: single-sided
-meshes are counter-clockwise seen from outside (``(b - a) x (c - a)`` points outwards, as SMPL/OBJ) and
+meshes are counter-clockwise seen from outside (``(b - a) x (c - a)`` points outwards, as in OBJ) and
 their back faces are culled. Mirroring (x -> -x) flips the winding: swap two face columns after it.
 
 Measured (2 shared cores, llvmpipe LLVM 15 / Mesa 22.3.6, ``threads=1``; +-30 % run to run), 27,360
