@@ -207,8 +207,11 @@ class SyntheticPoseDataset:
         if not 0 <= index < len(self):
             raise IndexError(index)
         rng = np.random.default_rng([self.config.seed, self.epoch, int(index)])
-        identity = (self.config.seed, self.epoch, int(index) // self.config.mesh.identity_block)
-        return self.generate(rng, identity)
+        return self.generate(rng, self.identity_key(self.epoch, int(index)))
+
+    def identity_key(self, epoch: int, index: int) -> tuple[int, int, int]:
+        """The mesh person of sample ``index``: consecutive indices share one (``mesh.identity_block``)."""
+        return (self.config.seed, epoch, index // self.config.mesh.identity_block)
 
     def generate(self, rng: np.random.Generator, identity: tuple[int, ...] | None = None) -> dict[str, np.ndarray]:
         """One sample from ``rng`` (retries camera/pose draws that leave too few joints visible).
@@ -251,10 +254,8 @@ class SyntheticPoseDataset:
             crop_intr = box.crop_intrinsics(cam.intrinsics, crop.height, crop.width)
             valid = crop_valid_region(box.affine(crop.height, crop.width), cam.width, cam.height)
             if use_mesh:
-                image = self.mesh_people.render_crop(
-                    people, cam, crop_intr, crop.height, crop.width, rng, self.renderer, valid_region=valid,
-                    resolution_scale=box.h / crop.height,
-                )
+                image = self.render_mesh_crop(people, cam, crop_intr, crop.height, crop.width, rng, valid,
+                                              box.h / crop.height)
             else:
                 image = self.renderer.render(
                     joints_c, crop_intr, crop.height, crop.width, rng, toes_cam=toes_c, valid_region=valid,
@@ -265,6 +266,13 @@ class SyntheticPoseDataset:
                                keypoints_gt_px=gt_px.astype(np.float32))
         raise RuntimeError(f"no usable sample after {cfg.max_tries} tries; camera/noise settings too harsh?")
 
+
+    def render_mesh_crop(self, people: list, cam: Any, crop_intr: Any, height: int, width: int,
+                         rng: np.random.Generator, valid: tuple[float, float, float, float],
+                         resolution_scale: float) -> np.ndarray:
+        """A crop of mesh ``people`` (see :meth:`MeshPeople.render_crop`)."""
+        return self.mesh_people.render_crop(people, cam, crop_intr, height, width, rng, self.renderer,
+                                            valid_region=valid, resolution_scale=resolution_scale)
 
     def _mesh_people_for(self, identity: tuple[int, ...], joints_w: np.ndarray, toes_w: np.ndarray,
                          rng: np.random.Generator) -> list:
@@ -278,7 +286,7 @@ class SyntheticPoseDataset:
             angle = rng.uniform(0, 2 * np.pi)
             shift = np.array([np.cos(angle), np.sin(angle), 0.0]) * rng.uniform(0.8, 2.5)
             shift[:2] += joints_w[0, :2] - other_j[0, :2]
-            other = mesh.identity((*identity, 7))
+            other = mesh.identity((*identity[:-1], identity[-1] // 4, 7))  # shared by 4 identity blocks
             people.append(mesh.pose(other, other_j + shift, other_t + shift))
         return people
 

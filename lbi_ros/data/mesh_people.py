@@ -72,7 +72,7 @@ class _Part:
     faces: np.ndarray  # (T, 3) uint32
     uv: np.ndarray  # (R, 2) float32
     texture: np.ndarray  # (h, w, 3) uint8
-    garment: Any  # lbi_ros.data.garments.Garment, or None for the body itself
+    fitter: Any  # lbi_ros.data.garments.GarmentFitter for this body, or None for the body itself
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class MeshPeople:
     @property
     def library(self) -> Any:
         if self._library is None:
-            from lbi_ros.data.garments import AssetLibrary
+            from lbi_ros.data.asset_library import AssetLibrary
 
             self._library = AssetLibrary(Path(self.config.assets_dir) if self.config.assets_dir else None)
         return self._library
@@ -143,16 +143,18 @@ class MeshPeople:
     def _build_identity(self, rng: np.random.Generator) -> Identity:
         from lbi_ros.data import textures
         from lbi_ros.data.anny_body import sample_body_shape
-        from lbi_ros.data.garments import body_faces_kept
+        from lbi_ros.data.asset_library import hidden_face_mask
+        from lbi_ros.data.garments import GarmentFitter
 
         split = self.config.appearance
         shape = sample_body_shape(rng, split)
         rest = self.model.rest(shape)
         outfit = self.library.sample_outfit(rng, split)
         skin = textures.skin_texture(rng, textures.sample_skin_tone(rng))
-        body_faces = np.ascontiguousarray(body_faces_kept(outfit, rest.faces), dtype=np.uint32)
-        body_uv = rest.uv if getattr(rest, "uv", None) is not None else np.zeros((len(rest.vertices), 2), np.float32)
-        parts = [_Part("body", body_faces, np.asarray(body_uv, np.float32), skin, None)]
+        # The body is drawn as its unwelded render mesh (one UV per vertex): posed.vertices[render_to_vertex].
+        kept = ~hidden_face_mask(outfit, rest.faces)  # skin under the outfit is not drawn
+        body_faces = np.ascontiguousarray(rest.render_faces[kept], dtype=np.uint32)
+        parts = [_Part("body", body_faces, np.asarray(rest.render_uv, np.float32), skin, None)]
         hair_colour = textures.sample_hair_colour(rng)
         for garment in outfit.garments:
             if garment.kind == "hair":
@@ -160,20 +162,18 @@ class MeshPeople:
             else:
                 tex = textures.sample_cloth_texture(rng)
             parts.append(_Part(garment.name, np.ascontiguousarray(garment.faces, dtype=np.uint32),
-                               np.asarray(garment.uv, np.float32), tex, garment))
+                               np.asarray(garment.uvs, np.float32), tex, GarmentFitter(garment, rest.vertices)))
         return Identity(shape, rest, tuple(parts))
 
     def pose(self, identity: Identity, joints_w: np.ndarray, toes_w: np.ndarray) -> PosedPerson:
         """Retarget a mocap frame (H36M-17 (17, 3) + toes (2, 3), world metres) onto ``identity``."""
-        from lbi_ros.data.garments import fit_garment
-
         posed = self.model.pose(identity.rest, joints_w, toes_w)
         meshes = []
         for part in identity.parts:
-            if part.garment is None:
-                verts = posed.vertices
+            if part.fitter is None:
+                verts = posed.vertices[identity.rest.render_to_vertex]
             else:
-                verts = fit_garment(part.garment, posed.vertices, identity.rest.vertices)
+                verts = part.fitter(posed.vertices)
             meshes.append((np.asarray(verts, np.float32), part.faces, part.uv, part.texture))
         return PosedPerson(tuple(meshes), np.asarray(posed.joints, np.float64), np.asarray(posed.toes, np.float64))
 

@@ -35,6 +35,11 @@ class _ImagelessDataset(SyntheticPoseDataset):
     def renderer(self) -> Any:
         return _BlankRenderer()
 
+    def render_mesh_crop(self, people: Any, cam: Any, crop_intr: Any, height: int, width: int,
+                         *_: Any) -> np.ndarray:
+        """Mesh people still set the labels (posed body); only the drawing is skipped."""
+        return np.zeros((height, width, 3), np.uint8)
+
 
 class StepDataset(torch.utils.data.Dataset):
     """Global sample index -> the training keys of one synthetic sample (float32 numpy)."""
@@ -55,7 +60,8 @@ class StepDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         epoch, local = divmod(int(index), self.config.samples_per_epoch)
-        sample = self.dataset.generate(np.random.default_rng([self.config.seed, epoch, local]))
+        rng = np.random.default_rng([self.config.seed, epoch, local])
+        sample = self.dataset.generate(rng, self.dataset.identity_key(epoch, local))
         return {k: sample[k] for k in TRAIN_KEYS}
 
 
