@@ -15,7 +15,8 @@ def run(args: argparse.Namespace) -> int:
     from lbi_ros.ros.demo import run_demo
 
     result = run_demo(args.out, duration_s=args.duration, rate_hz=args.rate, people=args.people,
-                      model_path=args.model, backend=args.backend, seed=args.seed, relay=not args.no_relay)
+                      model_path=args.model, backend=args.backend, seed=args.seed, relay=not args.no_relay,
+                      body=args.body)
     summary = json.loads(result.report.read_text())["summary"]
     m, d = result.metrics, result.node_diagnostics
     print(f"backend          {summary['backend']}  (model: {d.get('model', args.model or 'default weights')})")
@@ -49,4 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"))
     parser.add_argument("--no-relay", action="store_true", help="skip the bare relay latency baseline")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--body", choices=("capsule", "mesh"), default="capsule",
+                        help="people drawn as capsules, or as skinned clothed bodies (headless GL)")
     parser.set_defaults(func=run)

@@ -280,19 +280,31 @@ def render_people(
     the background come from ``scene_seed`` (the same in every frame of a sequence) unless
     ``appearances`` is given; ``rng`` only drives the per-frame sensor noise.
     """
-    import cv2
 
     joints = np.asarray(joints_cam, dtype=np.float64).reshape(-1, 17, 3)
     k = joints.shape[0]
     if appearances is None:
         appearances = [sample_appearance(np.random.default_rng([scene_seed, i]), renderer.config) for i in range(k)]
-    scene_rng = np.random.default_rng([scene_seed, 1_000_003])
-    image = renderer.bank.sample(scene_rng, height, width, ("texture", "clutter", "noise")[int(scene_rng.integers(3))])
+    image = scene_background(renderer, scene_seed, height, width)
     if k:
         toes = [None] * k if toes_cam is None else list(np.asarray(toes_cam).reshape(-1, 2, 3))
         pts = [body_points(joints[i], toes[i]) for i in range(k)]
         ids, shade = rasterize_people(pts, list(appearances), intrinsics, height, width)
         composite(image, ids, shade, np.concatenate([a.palette for a in appearances]))
+    return add_sensor_noise(renderer, image, rng)
+
+
+def scene_background(renderer: PersonRenderer, scene_seed: int, height: int, width: int) -> np.ndarray:
+    """The fixed (height, width, 3) uint8 background of a demo/pipeline scene (same for every frame)."""
+    scene_rng = np.random.default_rng([scene_seed, 1_000_003])
+    return renderer.bank.sample(scene_rng, height, width, ("texture", "clutter", "noise")[int(scene_rng.integers(3))])
+
+
+def add_sensor_noise(renderer: PersonRenderer, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per-frame sensor noise of a strength drawn from ``rng`` (the bank tiled over full frames)."""
+    import cv2
+
+    height, width = image.shape[:2]
     noise = renderer._noise[int(rng.integers(len(renderer._noise)))]
     reps = (-(-height // noise.shape[0]), -(-width // noise.shape[1]), 1)
     return cv2.add(image, np.tile(noise, reps)[:height, :width], dtype=cv2.CV_8U)

@@ -9,6 +9,10 @@ from about 4 to 5.5 m. Person "walker" crosses the view in front of person "guid
 contains an occlusion. Longer runs play the takes back and forth (ping-pong), more people reuse the
 takes at other places and phases. The detector-noise model is the training one
 (:mod:`lbi_ros.data.noise2d`), drawn anew for every frame.
+
+``body="mesh"`` shows skinned, clothed people (:mod:`lbi_ros.data.mesh_people`, vendored assets, headless
+GL) instead of capsules, z-buffered together so they occlude each other; the ground truth is then the
+posed bodies' joints, exactly as in mesh training samples.
 """
 
 from __future__ import annotations
@@ -19,7 +23,13 @@ import numpy as np
 
 from lbi_ros.data.cameras import look_at_rotation
 from lbi_ros.data.noise2d import Noise2DConfig, apply_detector_noise
-from lbi_ros.data.render import PersonRenderer, RenderConfig, render_people
+from lbi_ros.data.render import (
+    PersonRenderer,
+    RenderConfig,
+    add_sensor_noise,
+    render_people,
+    scene_background,
+)
 from lbi_ros.demo.clip import DemoTake, load_demo_clip
 from lbi_ros.geometry import Intrinsics, project
 
@@ -69,9 +79,11 @@ def ping_pong(index: int, length: int) -> int:
 class DemoScene:
     """Frames on demand; images are cached per pose (ping-pong repeats them), noise is per frame."""
 
-    def __init__(self, num_people: int = 2, seed: int = 0, render: bool = True) -> None:
+    def __init__(self, num_people: int = 2, seed: int = 0, render: bool = True, body: str = "capsule") -> None:
         if not 1 <= num_people <= MAX_PEOPLE:
             raise ValueError(f"the demo scene has 1..{MAX_PEOPLE} people, got {num_people}")
+        if body not in ("capsule", "mesh"):
+            raise ValueError(f"body must be 'capsule' or 'mesh', got {body!r}")
         takes = load_demo_clip()
         self.seed = seed
         self.people = PEOPLE[:num_people]
@@ -82,6 +94,12 @@ class DemoScene:
         self.renderer = PersonRenderer(RenderConfig(occluder_prob=0.0, blur_prob=0.0)) if render else None
         self.noise = Noise2DConfig()
         self._images: dict[int, np.ndarray] = {}
+        self.mesh = None
+        self._posed: dict[int, list] = {}  # pose index -> posed mesh people (PosedPerson)
+        if body == "mesh":
+            from lbi_ros.data.mesh_people import MeshBodyConfig, MeshPeople
+
+            self.mesh = MeshPeople(MeshBodyConfig(fraction=1.0, identities_cached=MAX_PEOPLE))
 
     def pose_index(self, index: int) -> int:
         return ping_pong(index, self.length)
@@ -89,21 +107,43 @@ class DemoScene:
     def frame(self, index: int) -> SceneFrame:
         pose = self.pose_index(index)
         joints, toes = [], []
-        for (joints_w, toes_w), (_, _, phase, _) in zip(self.placed, self.people, strict=True):
-            f = ping_pong(pose + phase, self.length)
-            joints.append(joints_w[f] @ self.rotation.T + self.translation)
-            toes.append(toes_w[f] @ self.rotation.T + self.translation)
+        for joints_w, toes_w in self._world_poses(pose):
+            joints.append(joints_w @ self.rotation.T + self.translation)
+            toes.append(toes_w @ self.rotation.T + self.translation)
         joints_cam, toes_cam = np.stack(joints), np.stack(toes)  # (P, 17, 3), (P, 2, 3)
         rng = np.random.default_rng([self.seed, index])
         pixels = project(joints_cam, INTRINSICS)  # (P, 17, 2)
         keypoints = np.stack([apply_detector_noise(p, rng, self.noise, (IMAGE_WIDTH, IMAGE_HEIGHT)) for p in pixels])
         return SceneFrame(index, self._image(pose, joints_cam, toes_cam), self.person_ids, joints_cam, keypoints)
 
+    def _world_poses(self, pose: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per person (joints (17, 3), toes (2, 3)) in the world at ``pose``: the take's frame, or for mesh
+        people the joints of the body posed by it."""
+        frames = [(joints_w[ping_pong(pose + phase, self.length)], toes_w[ping_pong(pose + phase, self.length)])
+                  for (joints_w, toes_w), (_, _, phase, _) in zip(self.placed, self.people, strict=True)]
+        if self.mesh is None:
+            return frames
+        if pose not in self._posed:
+            self._posed[pose] = [self.mesh.pose(self.mesh.identity((self.seed, k, 9_000)), j, t)
+                                 for k, (j, t) in enumerate(frames)]
+        return [(p.joints, p.toes) for p in self._posed[pose]]
+
     def _image(self, pose: int, joints_cam: np.ndarray, toes_cam: np.ndarray) -> np.ndarray:
         if self.renderer is None:
             return np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.uint8)
+        if self.mesh is not None and pose not in self._images:
+            from lbi_ros.data.mesh_raster import composite
+
+            layer = self.mesh.draw(self._posed[pose], self, INTRINSICS, IMAGE_HEIGHT, IMAGE_WIDTH,
+                                   np.random.default_rng([self.seed, 77]))  # the same light in every frame
+            image = composite(layer, scene_background(self.renderer, self.seed, IMAGE_HEIGHT, IMAGE_WIDTH))
+            self._images[pose] = add_sensor_noise(self.renderer, image, np.random.default_rng([self.seed, pose, 1]))
         if pose not in self._images:
             self._images[pose] = render_people(self.renderer, joints_cam, toes_cam, INTRINSICS, IMAGE_WIDTH,
                                                IMAGE_HEIGHT, np.random.default_rng([self.seed, pose, 1]),
                                                scene_seed=self.seed)
         return self._images[pose]
+
+    def world_to_camera(self, points_world: np.ndarray) -> np.ndarray:
+        """(..., 3) world -> (..., 3) camera optical frame (the scene's fixed camera)."""
+        return points_world @ self.rotation.T + self.translation

@@ -54,17 +54,17 @@ def _skeletons(msg) -> ReceivedSkeletons:
 
 def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.0, people: int = 2,
              model_path: str = "", backend: str = "auto", seed: int = 0, relay: bool = True,
-             startup_timeout_s: float = 120.0) -> DemoResult:
+             startup_timeout_s: float = 120.0, body: str = "capsule") -> DemoResult:
     """Run the graph in a ROS domain reserved for it; this process's environment is restored after."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with reserve_domain_id() as reservation, ros_environment_applied(reservation.domain_id, out / "ros-log"):
         return _run_demo(out, reservation.domain_id, duration_s, rate_hz, people, model_path, backend, seed, relay,
-                         startup_timeout_s)
+                         startup_timeout_s, body)
 
 
 def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, people: int, model_path: str,
-              backend: str, seed: int, relay: bool, startup_timeout_s: float) -> DemoResult:
+              backend: str, seed: int, relay: bool, startup_timeout_s: float, body: str) -> DemoResult:
     log_dir = out / "ros-log"
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -125,7 +125,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
             rclpy.spin_once(recorder, timeout_sec=0.1)
         player = processes["player"] = popen_ros(
             ["python", "-m", "lbi_ros.ros.demo_player", str(stamps_path), "--rate", str(rate_hz),
-             "--duration", str(duration_s), "--people", str(people), "--seed", str(seed),
+             "--duration", str(duration_s), "--people", str(people), "--seed", str(seed), "--body", body,
              "--min-subscribers", str(len(processes) + 1)],  # lifter (+ relay) + this recorder
             domain_id, log_dir)
         while player.poll() is None:
@@ -144,7 +144,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
         rclpy.try_shutdown()
     played = json.loads(stamps_path.read_text())
     stamps = {int(k): v for k, v in played["stamps"].items()}
-    scene = DemoScene(people, seed=seed)
+    scene = DemoScene(people, seed=seed, body=body)
     frames = [scene.frame(i) for i in sorted(stamps)]
     metrics, matched = score(frames, stamps, received, relayed, rate_hz)
     # The picture shows the frame nearest the middle of the run among those with the most people lifted.
@@ -161,7 +161,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
                                                                 "dropped_images", "dropped_keypoints")}
     summary = dict(metrics.to_dict(), sync_matched=sync["matched_exact"] + sync["matched_approx"],
                    sync_dropped=sync["dropped_images"] + sync["dropped_keypoints"],
-                   backend=diagnostics.get("backend", backend), people=people, rate_hz=rate_hz)
+                   backend=diagnostics.get("backend", backend), people=people, rate_hz=rate_hz, body=body)
     report = out / "demo.json"
     report.write_text(json.dumps({"summary": summary, "node_diagnostics": diagnostics,
                                   "recorded_messages": mcap.counts if mcap else {}}, indent=2))

@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of camera stream")
     parser.add_argument("--people", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--body", choices=("capsule", "mesh"), default="capsule")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of unscored frames first: a best-effort reader that has just matched "
                              "loses its first samples, as a late subscriber to a running camera would")
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="subscribers each topic must have before playing (best-effort samples sent before "
                              "a reader matched are lost)")
     args = parser.parse_args(argv)
-    demo_scene = scene.DemoScene(args.people, seed=args.seed)
+    demo_scene = scene.DemoScene(args.people, seed=args.seed, body=args.body)
     frames = [demo_scene.frame(i) for i in range(max(1, round(args.duration * args.rate)))]
     rclpy.init()
     node = rclpy.create_node("lbi_demo_player")
