@@ -384,3 +384,15 @@ def solve_root_translation(
     t = xp.where(valid[..., None], t, xp.full_like(t, nan))
     err = xp.where(valid, err, xp.full_like(err, nan))
     return RootSolution(translation=t, valid=valid, reprojection_error_px=err, num_joints=n_joints)
+
+
+def axis_angle_matrix(axis: Any, angle: float) -> np.ndarray:
+    """(3, 3) rotation by ``angle`` radians about the unit vector ``axis`` (Rodrigues' formula)."""
+    x, y, z = (float(v) for v in axis)
+    c, s = math.cos(angle), math.sin(angle)
+    t = 1.0 - c
+    return np.array([
+        [c + t * x * x, t * x * y - s * z, t * x * z + s * y],
+        [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
+        [t * x * z - s * y, t * y * z + s * x, c + t * z * z],
+    ])  # fmt: skip

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lbi_ros.geometry import axis_angle_matrix
+
 if TYPE_CHECKING:
     from lbi_ros.data.anny_model import RestBody
 
@@ -137,18 +139,6 @@ class PosedBody:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _axis_angle(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation about the unit ``axis`` (Rodrigues)."""
-    x, y, z = axis.tolist()
-    c, s = math.cos(angle), math.sin(angle)
-    t = 1.0 - c
-    return np.array([
-        [c + t * x * x, t * x * y - s * z, t * x * z + s * y],
-        [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
-        [t * x * z - s * y, t * y * z + s * x, c + t * z * z],
-    ])  # fmt: skip
-
-
 def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     (a0, a1, a2), (b0, b1, b2) = a.tolist(), b.tolist()  # np.cross costs ~30 us on 3-vectors
     return np.array([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0])
@@ -171,8 +161,8 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return np.eye(3)
         e = np.zeros(3)
         e[int(np.argmin(np.abs(ua)))] = 1.0
-        return _axis_angle(_cross(ua, e) / np.linalg.norm(_cross(ua, e)), math.pi)
-    return _axis_angle(axis / s, math.atan2(s, c))
+        return axis_angle_matrix(_cross(ua, e) / np.linalg.norm(_cross(ua, e)), math.pi)
+    return axis_angle_matrix(axis / s, math.atan2(s, c))
 
 
 def _frame(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -212,7 +202,7 @@ def _log(r: np.ndarray) -> np.ndarray:
 def _slerp(r0: np.ndarray, r1: np.ndarray, t: float) -> np.ndarray:
     rv = _log(r0.T @ r1)
     n = math.sqrt(float(rv @ rv))
-    return r0 if n < 1e-12 else r0 @ _axis_angle(rv / n, t * n)
+    return r0 if n < 1e-12 else r0 @ axis_angle_matrix(rv / n, t * n)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -294,7 +284,7 @@ def _limb(p: _Pose, side: str, arm: bool, j: np.ndarray, j0: np.ndarray, n0: np.
     if theta == 0.0:
         p.set_global(d1, x)
     else:  # both halves turn about the limb axis through the hip / shoulder: the knee / elbow stays put
-        half = _axis_angle(uh, 0.5 * theta)
+        half = axis_angle_matrix(uh, 0.5 * theta)
         p.set_global(d1, half @ x)
         p.rotate(d2, half, p.h[d1].copy())
     p.aim(d3, b, c, lower)

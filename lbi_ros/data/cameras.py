@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lbi_ros.geometry import Intrinsics
+from lbi_ros.geometry import Intrinsics, axis_angle_matrix
 
 
 @dataclass(frozen=True)
@@ -102,18 +102,6 @@ def look_at_rotation(eye: np.ndarray, target: np.ndarray, up: np.ndarray | None 
     return np.stack([x, y, z], 0)  # rows: camera axes in world coordinates
 
 
-def _rot_axis(axis: tuple[float, float, float], angle: float) -> np.ndarray:
-    """Rodrigues rotation about a unit axis."""
-    x, y, z = axis
-    c, s = math.cos(angle), math.sin(angle)
-    t = 1.0 - c
-    return np.array([
-        [c + t * x * x, t * x * y - s * z, t * x * z + s * y],
-        [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
-        [t * x * z - s * y, t * y * z + s * x, c + t * z * z],
-    ])
-
-
 def sample_camera(
     rng: np.random.Generator, target_world: np.ndarray, config: CameraSamplerConfig = CameraSamplerConfig()
 ) -> VirtualCamera:
@@ -146,9 +134,9 @@ def sample_camera(
     s = math.sqrt(rx * rx + ry * ry) / norm  # |z x ray|
     if s > 1e-9:
         axis = (-ry / norm / s, rx / norm / s, 0.0)  # (0, 0, 1) x ray, normalised
-        rot = _rot_axis(axis, math.asin(min(1.0, s))) @ rot
-    rot = _rot_axis((1.0, 0.0, 0.0), math.radians(n_pitch * config.pitch_jitter_deg)) @ rot
+        rot = axis_angle_matrix(axis, math.asin(min(1.0, s))) @ rot
+    rot = axis_angle_matrix((1.0, 0.0, 0.0), math.radians(n_pitch * config.pitch_jitter_deg)) @ rot
     roll_std = config.roll_tilted_std_deg if u[9] < config.roll_tilted_prob else config.roll_std_deg
-    rot = _rot_axis((0.0, 0.0, 1.0), math.radians(n_roll * roll_std)) @ rot
+    rot = axis_angle_matrix((0.0, 0.0, 1.0), math.radians(n_roll * roll_std)) @ rot
     trans = -rot @ eye
     return VirtualCamera(intrinsics=intr, rotation=rot, translation=trans, width=width, height=height)
