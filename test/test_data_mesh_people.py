@@ -128,3 +128,15 @@ def _scene_camera() -> tuple:
     from lbi_ros.demo.scene import IMAGE_HEIGHT, IMAGE_WIDTH, INTRINSICS
 
     return INTRINSICS, IMAGE_HEIGHT, IMAGE_WIDTH, np.random.default_rng(0)
+
+
+def test_bench_render_reports_mesh_throughput(tmp_path: Path) -> None:
+    import json
+
+    from lbi_ros.cli.main import main as cli_main
+
+    out = tmp_path / "bench.json"
+    assert cli_main(["bench", "render", "--body", "mesh", "--samples", "12", "--warmup", "2",
+                     "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["body"] == "mesh" and result["crops_per_s_per_core"] > 0 and result["crop"] == [128, 96]
