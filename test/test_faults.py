@@ -133,7 +133,6 @@ def test_sigkill_leaves_nothing_that_blocks_the_next_start(oracle_onnx, ros_doma
         assert left_behind, "SIGKILL left nothing in /dev/shm (Fast DDS cleans up after SIGKILL now?)"
         time.sleep(2.5)  # segments younger than 2 s are never touched (their owner may be creating them)
         # (another live participant of this domain, e.g. another test's node, may have removed them already)
-        still_there = {s for s in left_behind if (Path("/dev/shm") / s).exists()}
         proc_c = start_lifter(oracle_onnx, ros_domain, ros_log_dir, log_c, remaps=remaps)
         client.proc, client.log_path = proc_c, log_c
         client.restart("lbi_sigkill_client_2")
@@ -141,8 +140,9 @@ def test_sigkill_leaves_nothing_that_blocks_the_next_start(oracle_onnx, ros_doma
         client.expect_good_frame()  # the next start works
         assert not {s for s in left_behind if (Path("/dev/shm") / s).exists()}, \
             f"segments of the killed node are still in /dev/shm: {left_behind}"
-        if still_there:  # then the new node's start-up removed them, and said so
-            assert "left by killed ROS processes" in log_c.read_text()
+        # Who removed them is racy: the new node's start-up (it then logs "left by killed ROS processes"),
+        # or any live participant of the domain meanwhile. Which segments the clean-up removes is checked
+        # deterministically in test_stale_segment_clean_up_spares_live_and_young_segments.
         own = owned_segments(proc_c.pid)
         client.close()
         code = stop(proc_c)

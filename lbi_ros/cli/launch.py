@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 
@@ -49,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait(timeout=15)
+        # SIGINT for a clean stop; a node that has not stopped after 30 s (a stuck driver, a starved
+        # machine) gets SIGTERM, then SIGKILL, so Ctrl-C never leaves it running.
+        for sig, grace_s in ((signal.SIGINT, 30.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            proc.send_signal(sig)
+            try:
+                return proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                continue
+        return proc.wait()
     finally:
         if reservation is not None:
             reservation.release()

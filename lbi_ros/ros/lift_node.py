@@ -311,6 +311,10 @@ def main(args: list[str] | None = None, backend: InferenceBackend | None = None)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # noqa: BLE001 - report any failure as one clear line, not a traceback
+        if node is not None and not rclpy.ok():
+            # A signal shut the context down while spin() was between its ok() check and building the wait
+            # set: rclpy raises RCLError ("context is not valid") instead of ExternalShutdownException.
+            return 0
         if node is None:  # start-up: missing or broken model, unknown backend, bad parameters or paths
             logger.fatal(f"cannot start: {type(exc).__name__}: {exc}")
             return 2
