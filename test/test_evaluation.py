@@ -23,8 +23,8 @@ from lbi_ros.weights import SHIPPED, default_weights_path
 
 # sha256 of the shipped files; update together with MODEL_CARD.md when the weights are retrained.
 SHIPPED_SHA256 = {
-    "default": "7cde4da87833b3b8bddc4265784cb9298443d595e69da1ba59cf8a3c683a2990",
-    "baseline-2d": "d2987d1be000c61ca25ab73d8af08a7bbba62248cac51144908ff5788420d555",
+    "default": "99c3868b40e2091d4aed09912efa01ec8182b092b538b2cbfcfa3645b7e7a45e",
+    "baseline-2d": "523c13de998d4136a8cfe90dc7a042c168e164cf1a19c83325ecf7e05615edf2",
 }
 
 
