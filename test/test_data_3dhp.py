@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +73,9 @@ def test_mat_layouts_are_normalised() -> None:
         _as_frames_joints(np.zeros((10, 16, 2)), 2, "annot2", "x")
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("scipy") is not None or importlib.util.find_spec("h5py") is not None,
-    reason="scipy/h5py installed: the missing-dependency message cannot be triggered",
-)
-def test_mat_reading_without_scipy_or_h5py_explains(tmp_path: Path) -> None:
+def test_mat_reading_without_scipy_or_h5py_explains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("scipy", "scipy.io", "h5py"):  # as if neither were installed (None in sys.modules: ImportError)
+        monkeypatch.setitem(sys.modules, name, None)
     (tmp_path / "TS1").mkdir()
     (tmp_path / "TS1" / "annot_data.mat").write_bytes(b"MATLAB 5.0 MAT-file")
     with pytest.raises(RuntimeError, match="h5py"):
