@@ -45,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         reservation = reserve_domain_id()
         domain = reservation.domain_id
+    # A process started in the background by a non-interactive shell (`cmd &`, CI scripts) inherits SIGINT
+    # ignored, and Python then keeps ignoring it: "Ctrl-C stops it" must hold however we were started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     print(f"lbi launch: lifter node on ROS domain {domain} (loopback only); Ctrl-C stops it", flush=True)
     proc = popen_ros(node_command(args), domain)
     try:
