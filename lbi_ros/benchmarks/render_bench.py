@@ -38,6 +38,14 @@ def run(args: argparse.Namespace) -> int:
     from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
     cv2.setNumThreads(1)
+    # Per core means one thread: numpy's BLAS (skinning, garment fitting) would otherwise take another core.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+    if args.body == "mesh":  # anny builds rest bodies with torch: one intra-op thread as well
+        import torch
+
+        torch.set_num_threads(1)
     from lbi_ros.data.mesh_people import MeshBodyConfig
 
     mesh = MeshBodyConfig(fraction=1.0 if args.body == "mesh" else 0.0, assets_dir=args.assets)

@@ -299,5 +299,11 @@ def worker_init_fn(worker_id: int) -> None:
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
         pass
+    try:  # one BLAS thread per worker (mesh people skin bodies with numpy matmuls)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover - installed with the mesh-body stack
+        pass
     log.debug("synthetic data worker %d ready", worker_id)
 
