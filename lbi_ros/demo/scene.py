@@ -106,11 +106,9 @@ class DemoScene:
 
     def frame(self, index: int) -> SceneFrame:
         pose = self.pose_index(index)
-        joints, toes = [], []
-        for joints_w, toes_w in self._world_poses(pose):
-            joints.append(joints_w @ self.rotation.T + self.translation)
-            toes.append(toes_w @ self.rotation.T + self.translation)
-        joints_cam, toes_cam = np.stack(joints), np.stack(toes)  # (P, 17, 3), (P, 2, 3)
+        world = self._world_poses(pose)
+        joints_cam = self.world_to_camera(np.stack([j for j, _ in world]))  # (P, 17, 3)
+        toes_cam = self.world_to_camera(np.stack([t for _, t in world]))  # (P, 2, 3)
         rng = np.random.default_rng([self.seed, index])
         pixels = project(joints_cam, INTRINSICS)  # (P, 17, 2)
         keypoints = np.stack([apply_detector_noise(p, rng, self.noise, (IMAGE_WIDTH, IMAGE_HEIGHT)) for p in pixels])
@@ -119,8 +117,10 @@ class DemoScene:
     def _world_poses(self, pose: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per person (joints (17, 3), toes (2, 3)) in the world at ``pose``: the take's frame, or for mesh
         people the joints of the body posed by it."""
-        frames = [(joints_w[ping_pong(pose + phase, self.length)], toes_w[ping_pong(pose + phase, self.length)])
-                  for (joints_w, toes_w), (_, _, phase, _) in zip(self.placed, self.people, strict=True)]
+        frames = []
+        for (joints_w, toes_w), (_, _, phase, _) in zip(self.placed, self.people, strict=True):
+            f = ping_pong(pose + phase, self.length)
+            frames.append((joints_w[f], toes_w[f]))
         if self.mesh is None:
             return frames
         if pose not in self._posed:
