@@ -10,10 +10,11 @@ test_node_io.py and test_demo.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,17 @@ def stop(proc: subprocess.Popen) -> int:
     except subprocess.TimeoutExpired:
         proc.kill()
         return proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def connected_client(proc: subprocess.Popen, log_path: Path, name: str = "lbi_bad_input_client") -> Iterator[Client]:
+    """A :class:`Client` of the started lifter ``proc``, ready; on exit the client closes, the node is
+    stopped and must have shut down cleanly (exit code 0)."""
+    client = Client(proc, log_path, name)
+    try:
+        client.wait_ready()
+        yield client
+    finally:
+        client.close()
+        code = stop(proc)
+    assert code == 0, f"the node did not shut down cleanly ({code}):\n{log_path.read_text()[-3000:]}"

@@ -26,13 +26,12 @@ from lbi_ros.ros.environment import popen_ros
 from .conftest import requires_ros
 from .node_harness import (
     ROOT,
-    Client,
     K,
     assert_at,
+    connected_client,
     good_person,
     keypoints_at,
     start_lifter,
-    stop,
 )
 
 pytestmark = [pytest.mark.ros, requires_ros, pytest.mark.bad_input]
@@ -43,14 +42,8 @@ pytestmark = [pytest.mark.ros, requires_ros, pytest.mark.bad_input]
 def client(oracle_onnx, ros_domain, ros_log_dir, tmp_path_factory):
     log_path = tmp_path_factory.mktemp("lifter") / "lifter.log"
     proc = start_lifter(oracle_onnx, ros_domain, ros_log_dir, log_path)
-    c = Client(proc, log_path)
-    try:
-        c.wait_ready()
+    with connected_client(proc, log_path) as c:
         yield c
-    finally:
-        c.close()
-        code = stop(proc)
-    assert code == 0, f"the node did not shut down cleanly ({code}):\n{log_path.read_text()[-3000:]}"
 
 
 # -- keypoints --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import requires_ros
-from .node_harness import Client, assert_at, good_person, start_lifter, stop
+from .node_harness import Client, assert_at, connected_client, good_person, start_lifter, stop
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
@@ -52,14 +52,8 @@ def faulty(oracle_onnx, ros_domain, ros_log_dir, tmp_path_factory):  # noqa: F81
     proc = start_lifter(oracle_onnx, ros_domain, ros_log_dir, log_path, "fallback_backends:=[onnxruntime]",
                         "fallback_after_failures:=3",
                         prefix=["python", "-c", FAULTY_NODE, str(oracle_onnx), str(FAIL_BATCH), "--ros-args"])
-    client = Client(proc, log_path, "lbi_faults_client")
-    try:
-        client.wait_ready()
+    with connected_client(proc, log_path, "lbi_faults_client") as client:
         yield client
-    finally:
-        client.close()
-        code = stop(proc)
-    assert code == 0, f"the node did not shut down cleanly ({code}):\n{log_path.read_text()[-3000:]}"
 
 
 def test_backend_failures_drop_the_frame_then_fall_back(faulty):
