@@ -30,6 +30,13 @@ def _plt() -> Any:
     return plt
 
 
+def _save(fig: Any, out: Path) -> None:
+    """Lay out, write and release a report figure."""
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    _plt().close(fig)
+
+
 def _bone_color(child: int) -> str:
     return "tab:orange" if child in H36M_LEFT else "tab:blue" if child in H36M_RIGHT else "tab:green"
 
@@ -72,9 +79,7 @@ def plot_learning_curve(metrics_files: Sequence[Path], out: Path, labels: Sequen
     ax.set_ylabel("validation MPJPE (mm)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def _per_joint_plot(metrics: dict[str, Any], out: Path) -> None:
@@ -87,9 +92,7 @@ def _per_joint_plot(metrics: dict[str, Any], out: Path) -> None:
     ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("error (mm)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def _azimuth_plot(metrics: dict[str, Any], out: Path) -> None:
@@ -103,9 +106,7 @@ def _azimuth_plot(metrics: dict[str, Any], out: Path) -> None:
     ax.set_ylabel("error (mm)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def _examples_plot(eval_set: EvalSet, predicted: np.ndarray, out: Path, count: int = 12) -> None:
@@ -139,9 +140,7 @@ def _examples_plot(eval_set: EvalSet, predicted: np.ndarray, out: Path, count: i
         ax.set_title(f"{err:.0f} mm", fontsize=8)
         ax.set_xlim(0, w), ax.set_ylim(h, 0)
     fig.suptitle("green: true, red: predicted (true root)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def markdown_report(metrics: dict[str, Any], title: str = "Evaluation") -> str:
