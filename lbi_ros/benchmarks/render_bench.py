@@ -1,9 +1,11 @@
 """``lbi bench render``: synthetic training-sample throughput on one core.
 
-Times the whole per-sample path the training loader runs (pose sampling, bone retargeting, camera,
-2D noise, crop box, rendering, model-input encoding) in a single process with OpenCV limited to one
-thread, and reports median / p99 per-crop time and crops/s per core (1 / median; also the mean-based
-rate). Poses come from a mocap cache when ``--src`` is given, otherwise from the procedural generator.
+Times the whole per-sample path the training loader runs (pose sampling, bone retargeting or posing a
+mesh body, camera, 2D noise, crop box, rendering, model-input encoding) in a single process with OpenCV,
+BLAS and (for ``--body mesh``) torch limited to one thread, and reports median / p99 per-crop time and
+crops/s per core (1 / median; also the mean-based rate, which includes building a new mesh identity every
+``mesh.identity_block`` samples). Poses come from a mocap cache when ``--src`` is given, otherwise from
+the procedural generator.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ The 3D labels of a mesh sample come from the *posed body* (:class:`lbi_ros.data.
 retargeting imperfection can make a pose less natural but never mislabels an image.
 
 Heavy dependencies (anny, torch, moderngl) are imported on first use; nothing here is needed by the node or
-the demo.
+the default demo (only ``lbi demo --body mesh``).
 """
 
 from __future__ import annotations
