@@ -11,7 +11,7 @@ sources are all present (confidence > 0) is used; its confidence is the **minimu
 confidences. If no alternative is complete the joint is *missing*: confidence 0 and coordinates 0.
 
 Rules for joints COCO-style detectors lack (documented approximations, chosen to match how the
-synthetic training data defines the same joints, see ``lbi_ros.data.mocap``):
+synthetic training data defines the same joints, see ``lbi_ros.mocap.clips``):
 
 * ``pelvis``  = mid-hips.
 * ``thorax``  = mid-shoulders (COCO-18/ROS4HRI: fallback to its ``neck`` joint).

@@ -42,7 +42,7 @@ for tool in cmake g++ make; do command -v "$tool" >/dev/null || missing+=("$tool
 "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
   || missing+=("python3-dev")
 "$PYTHON" -c 'import ensurepip, venv' 2>/dev/null || missing+=("python3-venv")
-# Headless OpenGL (EGL + Mesa's software rasteriser) for the mesh-body renderer (lbi_ros/data/mesh_raster.py).
+# Headless OpenGL (EGL + Mesa's software rasteriser) for the mesh-body renderer (lbi_ros/render/mesh/mesh_raster.py).
 for lib in libEGL.so.1 libEGL_mesa.so.0; do
   compgen -G "/usr/lib/*/$lib" >/dev/null || compgen -G "/usr/lib64/$lib" >/dev/null \
     || { missing+=("libegl1" "libegl-mesa0"); break; }

@@ -134,7 +134,7 @@ def test_corrupt_or_foreign_engine_is_rebuilt_never_deserialised(tmp_path):
 
 def test_engine_cache_directory_is_made_private(tmp_path):
 
-    from lbi_ros.runtime.engine_cache import make_private_dir
+    from lbi_ros.runtime.safe_files import make_private_dir
 
     loose = tmp_path / "loose"
     loose.mkdir(mode=0o777)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbi_ros.data.mpi_inf_3dhp import (
+from lbi_ros.datasets.mpi_inf_3dhp import (
     TO_H36M,
     MPI3DHPConfig,
     MPI3DHPDataset,

@@ -1,4 +1,4 @@
-"""Anny bodies (lbi_ros.data.anny_body): shapes, rest bodies, retargeting, labels, the licence guard.
+"""Anny bodies (lbi_ros.render.mesh.anny_body): shapes, rest bodies, retargeting, labels, the licence guard.
 
 Needs the ``anny`` package (requirements/bodies.txt) except for the shape and source-scan tests. The first
 run builds anny's cache (~75 s, under <repo>/.cache/anny); afterwards this file takes a few seconds.
@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 import lbi_ros
-from lbi_ros.data.anny_body import (
+from lbi_ros.mocap.poses import random_pose
+from lbi_ros.render.mesh.anny_body import (
     AnnyBodyModel,
     BodyShape,
     in_train_region,
     sample_body_shape,
 )
-from lbi_ros.data.poses import random_pose
 from lbi_ros.skeleton import H36M17
 
 PARENTS = H36M17.parents
@@ -242,7 +242,7 @@ def test_noncommercial_data_is_refused(model):
 # Where the words may appear in lbi_ros/: the guard block of anny_model.py, and calls / re-exports of the
 # guard function itself.
 _WORDS = re.compile(r"smplx|smpl|soma|noncommercial", re.IGNORECASE)
-_GUARD_FILE = "lbi_ros/data/anny_model.py"
+_GUARD_FILE = "lbi_ros/render/mesh/anny_model.py"
 _GUARD_BEGIN, _GUARD_END = "# --- licence guard begin", "# --- licence guard end"
 _GUARD_NAME = "forbid_noncommercial"
 _ALLOWED_MENTIONS: set[tuple[str, str]] = set()  # (file, phrase) exceptions; none today

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbi_ros.data.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh, write_bvh
 from lbi_ros.geometry import rotation_matrix
+from lbi_ros.mocap.bvh import BVHError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh, write_bvh
 
 CHAIN = """HIERARCHY
 ROOT root

@@ -1,7 +1,7 @@
 """MakeHuman clothes and hair on Anny bodies: parsing, fitting under posing, the asset library.
 
 The fit tests pose Anny themselves (its own pose parameters; Anny is Z-up metres already) so they
-do not depend on lbi_ros.data.anny_body. Distances are to the posed body's surface (its 27,420
+do not depend on lbi_ros.render.mesh.anny_body. Distances are to the posed body's surface (its 27,420
 triangles), computed exactly against the triangles around each point's nearest body vertices.
 
 Bounds, from the vendored assets on male (suits, shoes, short02) / female (female suit, bob02)
@@ -18,6 +18,7 @@ Anny bodies, rest + 3 poses (kneel with elbows at 110 deg; arms raised 70 deg wi
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbi_ros.data.asset_library import (
+from lbi_ros.render.mesh.asset_library import (
     HELD_OUT,
     VENDORED_ROOT,
     AssetLibrary,
@@ -33,7 +34,7 @@ from lbi_ros.data.asset_library import (
     body_faces_kept,
     hidden_face_mask,
 )
-from lbi_ros.data.garments import (
+from lbi_ros.render.mesh.garments import (
     N_BODY_VERTICES,
     GarmentFitter,
     fit_garment,
@@ -42,7 +43,8 @@ from lbi_ros.data.garments import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-FULL_ROOT = Path("/work/shared/data/bodies/makehuman")
+# The full CC0 MakeHuman set (not shipped; training passes it with data.mesh.assets_dir): LBI_BODIES_DIR=<bodies>/makehuman
+FULL_ROOT = Path(os.environ.get("LBI_BODIES_DIR", "/nonexistent-LBI_BODIES_DIR"))
 VENDORED = {"male_casualsuit04": "clothes", "female_sportsuit01": "clothes", "shoes02": "shoes",
             "short02": "hair", "bob02": "hair"}
 # (garment, body gender) pairs the fit is measured on.
@@ -166,7 +168,7 @@ def test_vendored_assets_parse(library):
             g.offsets[0, 0] = 1.0  # read-only: garments are shared through the cache
 
 
-@pytest.mark.skipif(not FULL_ROOT.is_dir(), reason="the full MakeHuman asset set is not on this machine")
+@pytest.mark.skipif(not FULL_ROOT.is_dir(), reason="LBI_BODIES_DIR (the full MakeHuman asset set) is not set")
 def test_full_asset_set_parses():
     lib = AssetLibrary(FULL_ROOT)
     assert len(lib.names("clothes")) == 12 and len(lib.names("shoes")) == 6 and len(lib.names("hair")) == 10
@@ -337,7 +339,7 @@ def _draws(lib, seed, split, n=200, gender=None):
 @pytest.mark.parametrize("root", [None, FULL_ROOT], ids=["vendored", "full"])
 def test_sample_outfit_splits_and_determinism(root):
     if root is not None and not root.is_dir():
-        pytest.skip("the full MakeHuman asset set is not on this machine")
+        pytest.skip("LBI_BODIES_DIR (the full MakeHuman asset set) is not set")
     lib = AssetLibrary(root)
     a = _draws(lib, 7, "train")
     assert [o.names for o in a] == [o.names for o in _draws(lib, 7, "train")]

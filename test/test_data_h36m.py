@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbi_ros.data.h36m import (
+from lbi_ros.datasets.h36m import (
     CAMERA_IDS,
     H36M_KEPT_JOINTS,
     H36MConfig,
@@ -157,7 +157,7 @@ def test_a_crafted_pickle_is_refused_before_it_runs(tmp_path):
     import pickle
     import zipfile
 
-    from lbi_ros.data.h36m import H36MFormatError, load_h36m_3d
+    from lbi_ros.datasets.h36m import H36MFormatError, load_h36m_3d
 
     marker = tmp_path / "pwned"
 

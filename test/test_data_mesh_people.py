@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lbi_ros.data.anny_body import in_train_region
-from lbi_ros.data.asset_library import HELD_OUT
-from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
-from lbi_ros.data.mesh_people import MeshBodyConfig
 from lbi_ros.geometry import Intrinsics, project
+from lbi_ros.render.mesh.anny_body import in_train_region
+from lbi_ros.render.mesh.asset_library import HELD_OUT
+from lbi_ros.render.mesh.mesh_people import MeshBodyConfig
 from lbi_ros.skeleton import H36M17
+from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
 MESH = MeshBodyConfig(fraction=1.0, identity_block=4, distractor_prob=0.5)
 CONFIG = SyntheticDataConfig(samples_per_epoch=64, seed=5, mesh=MESH)

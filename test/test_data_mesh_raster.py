@@ -12,7 +12,8 @@ import pickle
 import numpy as np
 import pytest
 
-from lbi_ros.data.mesh_raster import (
+from lbi_ros.geometry import Intrinsics, project
+from lbi_ros.render.mesh.mesh_raster import (
     NEAR_M,
     Lighting,
     MeshInstance,
@@ -21,7 +22,7 @@ from lbi_ros.data.mesh_raster import (
     sample_lighting,
     split_uv_seams,
 )
-from lbi_ros.data.textures import (
+from lbi_ros.render.mesh.textures import (
     CLOTH_KINDS,
     hair_texture,
     make_texture,
@@ -30,7 +31,6 @@ from lbi_ros.data.textures import (
     sample_skin_tone,
     skin_texture,
 )
-from lbi_ros.geometry import Intrinsics, project
 
 FLAT = Lighting(ambient=1.0, diffuse=0.0)  # rgb = albedo exactly
 

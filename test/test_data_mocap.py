@@ -10,15 +10,9 @@ import numpy as np
 import pytest
 
 from lbi_ros.cli.main import main as lbi_main
-from lbi_ros.data.bvh import write_bvh
-from lbi_ros.data.mocap import (
-    ClipLabel,
-    MocapError,
-    assign_split,
-    load_mocap_cache,
-    parse_clip_name,
-    prepare_mocap,
-)
+from lbi_ros.mocap.bvh import write_bvh
+from lbi_ros.mocap.cache import MocapError, load_mocap_cache
+from lbi_ros.mocap.clips import ClipLabel, assign_split, parse_clip_name, prepare_mocap
 from lbi_ros.skeleton import H36M17
 
 # name, parent, offset (cm, Y up, person facing +Z, left = +X); T-pose at zero rotation.

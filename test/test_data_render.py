@@ -9,27 +9,21 @@ import numpy as np
 import pytest
 
 from lbi_ros.cli.main import main as lbi_main
-from lbi_ros.data.cameras import CameraSamplerConfig, look_at_rotation, sample_camera
-from lbi_ros.data.dataset import (
+from lbi_ros.geometry import Intrinsics, project
+from lbi_ros.mocap.poses import random_pose
+from lbi_ros.preprocess import compute_crop_box
+from lbi_ros.render.capsule.body_model import NO_HIT, RenderConfig, body_points, sample_appearance
+from lbi_ros.render.capsule.renderer import PersonRenderer, render_people
+from lbi_ros.skeleton import H36M17
+from lbi_ros.synth.cameras import CameraSamplerConfig, look_at_rotation, sample_camera
+from lbi_ros.synth.dataset import (
     BoneAugmentConfig,
     SyntheticDataConfig,
     SyntheticPoseDataset,
     mirror_pose,
     retarget_bones,
 )
-from lbi_ros.data.noise2d import Noise2DConfig, apply_detector_noise
-from lbi_ros.data.poses import random_pose
-from lbi_ros.data.render import (
-    NO_HIT,
-    PersonRenderer,
-    RenderConfig,
-    body_points,
-    render_people,
-    sample_appearance,
-)
-from lbi_ros.geometry import Intrinsics, project
-from lbi_ros.preprocess import compute_crop_box
-from lbi_ros.skeleton import H36M17
+from lbi_ros.synth.noise2d import Noise2DConfig, apply_detector_noise
 
 SMALL_BANK = RenderConfig(bank_size=4, bank_resolution=128)
 
@@ -100,7 +94,8 @@ def test_full_frame_with_several_people(renderer: PersonRenderer) -> None:
     assert a.shape == (480, 640, 3) and a.dtype == np.uint8
     diff = np.abs(a.astype(int) - b)
     assert diff.mean() < renderer.config.sensor_noise_max and np.median(diff) <= 6  # same look, new noise
-    from lbi_ros.data.render import PALETTE_ROWS, rasterize_people
+    from lbi_ros.render.capsule.body_model import PALETTE_ROWS
+    from lbi_ros.render.capsule.renderer import rasterize_people
 
     apps = [sample_appearance(np.random.default_rng(i), SMALL_BANK) for i in range(2)]
     ids, _ = rasterize_people([body_points(jc, tc), body_points(near, toes[1])], apps, k, 480, 640)

@@ -15,7 +15,7 @@ pytestmark = [pytest.mark.ros, requires_ros]
 
 
 def test_demo_graph_lifts_the_scene(tmp_path):
-    from lbi_ros.ros.demo import run_demo
+    from lbi_ros.ros.tools.demo import run_demo
     from lbi_ros.weights import default_weights_path
 
     if not default_weights_path("default").is_file():
@@ -39,7 +39,7 @@ def test_the_recording_opens_with_standard_mcap_readers(tmp_path):
     from mcap.reader import make_reader
     from mcap_ros2.decoder import DecoderFactory
 
-    from lbi_ros.ros.demo import run_demo
+    from lbi_ros.ros.tools.demo import run_demo
     from lbi_ros.weights import default_weights_path
 
     if not default_weights_path("default").is_file():

@@ -12,10 +12,10 @@ import torch
 
 from lbi_ros.checkpoint import load_model, save_checkpoint
 from lbi_ros.cli.main import main as cli_main
-from lbi_ros.data.mocap import CACHE_ARRAYS, CACHE_INDEX, CACHE_VERSION
-from lbi_ros.data.poses import random_pose
 from lbi_ros.evaluation import compute_metrics, evaluate_model, rendered_eval_set, viewpoint_azimuth_deg
 from lbi_ros.evaluation.report import write_report
+from lbi_ros.mocap.cache import CACHE_ARRAYS, CACHE_INDEX, CACHE_VERSION
+from lbi_ros.mocap.poses import random_pose
 from lbi_ros.model import build_model
 from lbi_ros.model.config import ModelConfig
 from lbi_ros.runtime.io_spec import build_io_spec, example_inputs
@@ -175,12 +175,13 @@ def test_shipped_weights_lift_in_the_node_pipeline(name: str) -> None:
     path = default_weights_path(name)
     if not path.is_file():
         pytest.skip(f"{path.name} is not in this checkout")
-    from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
-    from lbi_ros.data.render import PersonRenderer, RenderConfig
     from lbi_ros.geometry import Intrinsics
     from lbi_ros.input_checks import PersonKeypoints
     from lbi_ros.pipeline import LiftingPipeline
+    from lbi_ros.render.capsule.body_model import RenderConfig
+    from lbi_ros.render.capsule.renderer import PersonRenderer
     from lbi_ros.runtime.torch_backend import TorchBackend
+    from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
     model, _ = load_model(path)
     pipeline = LiftingPipeline(TorchBackend(model))

@@ -76,8 +76,8 @@ def node_io(weights, ros_domain, ros_log_dir):
 def publish_frame(pubs, frame, sec: int, with_image: bool = True, people: bool = True) -> None:
     from std_msgs.msg import Header
 
-    from lbi_ros.ros.demo_player import camera_info, keypoints_msg
     from lbi_ros.ros.image_conversion import rgb_to_image
+    from lbi_ros.ros.tools.demo_player import camera_info, keypoints_msg
 
     header = Header(frame_id=FRAME_ID)
     header.stamp.sec, header.stamp.nanosec = sec, 250

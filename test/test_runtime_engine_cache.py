@@ -22,9 +22,8 @@ from lbi_ros.runtime.engine_cache import (
     EngineKey,
     build_serialized_engine,
     check_engine_bytes,
-    file_lock,
-    sha256_file,
 )
+from lbi_ros.runtime.safe_files import file_lock, sha256_file
 from lbi_ros.runtime.trt_check import import_tensorrt_rtx
 
 pytest.importorskip("onnxruntime")

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
+    from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
     cv2.setNumThreads(1)
     # Per core means one thread: numpy's BLAS (skinning, garment fitting) would otherwise take another core.
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(1)
-    from lbi_ros.data.mesh_people import MeshBodyConfig
+    from lbi_ros.render.mesh.mesh_people import MeshBodyConfig
 
     mesh = MeshBodyConfig(fraction=1.0 if args.body == "mesh" else 0.0, assets_dir=args.assets)
     config = SyntheticDataConfig(cache_dir=args.src, seed=args.seed, samples_per_epoch=args.samples, mesh=mesh)

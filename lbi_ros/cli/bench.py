@@ -14,7 +14,7 @@ import importlib
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("lbi_ros.benchmarks.model_bench", "parameters, FLOPs and latency of the lifters"),
     "render": ("lbi_ros.benchmarks.render_bench", "training-crop rendering throughput per core"),
-    "node": ("lbi_ros.ros.node_bench", "the lifter node over DDS: overload (latency, drops) and soak (RSS, fds, queues, gaps)"),
+    "node": ("lbi_ros.ros.tools.node_bench", "the lifter node over DDS: overload (latency, drops) and soak (RSS, fds, queues, gaps)"),
 }
 
 

@@ -32,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from lbi_ros.data.mocap import prepare_mocap
+    from lbi_ros.mocap.clips import prepare_mocap
 
     report = prepare_mocap(args.src, args.out, progress=True, limit=args.limit)
     print(f"wrote {args.out}")
@@ -50,10 +50,10 @@ def _preview(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
-    from lbi_ros.data.mesh_people import MeshBodyConfig
     from lbi_ros.preprocess import denormalize_image
+    from lbi_ros.render.mesh.mesh_people import MeshBodyConfig
     from lbi_ros.skeleton import H36M17, H36M_LEFT, H36M_RIGHT
+    from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
     mesh = MeshBodyConfig(fraction=1.0 if args.body == "mesh" else 0.0, assets_dir=args.assets,
                           appearance=args.appearance, identity_block=1)  # 16 different people

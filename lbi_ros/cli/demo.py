@@ -12,7 +12,7 @@ import shutil
 
 
 def run(args: argparse.Namespace) -> int:
-    from lbi_ros.ros.demo import run_demo
+    from lbi_ros.ros.tools.demo import run_demo
 
     result = run_demo(args.out, duration_s=args.duration, rate_hz=args.rate, people=args.people,
                       model_path=args.model, backend=args.backend, seed=args.seed, relay=not args.no_relay,

@@ -74,7 +74,7 @@ def run_checks() -> list[Check]:
     checks.append(check_onnxruntime())
     checks.append(_version_of("onnx"))
     checks.append(check_tensorrt(cuda_ok=torch_checks[1].ok))
-    from lbi_ros.ros.availability import check_messages, check_rclpy
+    from lbi_ros.ros.tools.availability import check_messages, check_rclpy
 
     checks += [Check(*c) for c in check_rclpy()]
     checks += [Check(*c) for c in check_messages()]
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(c.name) for c in checks)
         for c in checks:
             print(f"{'ok ' if c.ok else '-- '} {c.name:<{width}}  {c.detail}")
-    from lbi_ros.ros.availability import MESSAGE_TYPES
+    from lbi_ros.ros.tools.availability import MESSAGE_TYPES
 
     required = {"python", "lbi_ros", "torch", "onnxruntime", "rclpy", "rmw"} | set(MESSAGE_TYPES)
     missing = [c.name for c in checks if c.name in required and not c.ok]

@@ -52,7 +52,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         eval_set = _benchmark_set(args)
     else:
         from lbi_ros.config import with_overrides
-        from lbi_ros.data.dataset import SyntheticDataConfig
+        from lbi_ros.synth.dataset import SyntheticDataConfig
 
         # --set on a mocap cache overrides the rendering (SyntheticDataConfig), e.g. --set mesh.fraction=1
         data = with_overrides(SyntheticDataConfig(), args.overrides)
@@ -80,11 +80,11 @@ def _benchmark_set(args: argparse.Namespace):  # noqa: ANN202 - EvalSet, importe
     from lbi_ros.evaluation import benchmark_eval_set
 
     if args.benchmark == "h36m":
-        from lbi_ros.data.h36m import H36MConfig, Human36MDataset
+        from lbi_ros.datasets.h36m import H36MConfig, Human36MDataset
 
         dataset = Human36MDataset(load_yaml(H36MConfig, args.data, args.overrides))
         return benchmark_eval_set("h36m", dataset, ("action", "subject"))
-    from lbi_ros.data.mpi_inf_3dhp import MPI3DHPConfig, MPI3DHPDataset
+    from lbi_ros.datasets.mpi_inf_3dhp import MPI3DHPConfig, MPI3DHPDataset
 
     dataset = MPI3DHPDataset(load_yaml(MPI3DHPConfig, args.data, args.overrides))
     return benchmark_eval_set("mpi_inf_3dhp", dataset, ("scene", "sequence"))

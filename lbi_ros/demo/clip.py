@@ -35,7 +35,7 @@ class DemoTake:
 
 def extract_demo_clip(cache_dir: str | Path, out_path: str | Path = CLIP_PATH) -> Path:
     """Cut :data:`DEMO_TAKES` out of a mocap cache into ``out_path`` (float32, no pickle)."""
-    from lbi_ros.data.mocap import load_mocap_cache
+    from lbi_ros.mocap.cache import load_mocap_cache
 
     cache = load_mocap_cache(cache_dir)
     by_name = {clip.name: clip for clip in cache.clips}

@@ -8,9 +8,9 @@ Camera: 640x480, f = 525 px (a typical RGB-D sensor), 1.2 m above the floor, loo
 from about 4 to 5.5 m. Person "walker" crosses the view in front of person "guide", so the demo
 contains an occlusion. Longer runs play the takes back and forth (ping-pong), more people reuse the
 takes at other places and phases. The detector-noise model is the training one
-(:mod:`lbi_ros.data.noise2d`), drawn anew for every frame.
+(:mod:`lbi_ros.synth.noise2d`), drawn anew for every frame.
 
-``body="mesh"`` shows skinned, clothed people (:mod:`lbi_ros.data.mesh_people`, vendored assets, headless
+``body="mesh"`` shows skinned, clothed people (:mod:`lbi_ros.render.mesh.mesh_people`, vendored assets, headless
 GL) instead of capsules, z-buffered together so they occlude each other; the ground truth is then the
 posed bodies' joints, exactly as in mesh training samples.
 """
@@ -21,17 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lbi_ros.data.cameras import look_at_rotation
-from lbi_ros.data.noise2d import Noise2DConfig, apply_detector_noise
-from lbi_ros.data.render import (
-    PersonRenderer,
-    RenderConfig,
-    add_sensor_noise,
-    render_people,
-    scene_background,
-)
 from lbi_ros.demo.clip import DemoTake, load_demo_clip
 from lbi_ros.geometry import Intrinsics, project
+from lbi_ros.render.capsule.body_model import RenderConfig
+from lbi_ros.render.capsule.renderer import PersonRenderer, add_sensor_noise, render_people, scene_background
+from lbi_ros.synth.cameras import look_at_rotation
+from lbi_ros.synth.noise2d import Noise2DConfig, apply_detector_noise
 
 IMAGE_WIDTH, IMAGE_HEIGHT = 640, 480
 INTRINSICS = Intrinsics(fx=525.0, fy=525.0, cx=319.5, cy=239.5)
@@ -97,7 +92,7 @@ class DemoScene:
         self.mesh = None
         self._posed: dict[int, list] = {}  # pose index -> posed mesh people (PosedPerson)
         if body == "mesh":
-            from lbi_ros.data.mesh_people import MeshBodyConfig, MeshPeople
+            from lbi_ros.render.mesh.mesh_people import MeshBodyConfig, MeshPeople
 
             self.mesh = MeshPeople(MeshBodyConfig(fraction=1.0, identities_cached=MAX_PEOPLE))
 
@@ -132,7 +127,7 @@ class DemoScene:
         if self.renderer is None:
             return np.zeros((IMAGE_HEIGHT, IMAGE_WIDTH, 3), np.uint8)
         if self.mesh is not None and pose not in self._images:
-            from lbi_ros.data.mesh_raster import composite
+            from lbi_ros.render.mesh.mesh_raster import composite
 
             layer = self.mesh.draw(self._posed[pose], self, INTRINSICS, IMAGE_HEIGHT, IMAGE_WIDTH,
                                    np.random.default_rng([self.seed, 77]))  # the same light in every frame

@@ -5,7 +5,7 @@
   selected clips (sample i -> frame ``i * F // N``), the camera, 2D noise and crop come from
   ``default_rng([seed, i])``: two runs give identical inputs. Without a cache, procedural poses.
 * :func:`benchmark_eval_set`: any map-style dataset with the synthetic sample keys (Human3.6M, MPI-INF-3DHP
-  loaders in :mod:`lbi_ros.data`), stacked in order.
+  loaders in :mod:`lbi_ros.datasets`), stacked in order.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset
 from lbi_ros.preprocess import INPUT_NAMES
+from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def rendered_eval_set(
                      procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1))
     labels: dict[str, np.ndarray] = {}
     if cache_dir:
-        from lbi_ros.data.mocap import SPLITS, load_mocap_cache
+        from lbi_ros.mocap.cache import SPLITS, load_mocap_cache
 
         cache = load_mocap_cache(cache_dir)
         frames = np.concatenate([cache.frame_indices(s) for s in ([split] if split else SPLITS)])

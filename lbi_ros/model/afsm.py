@@ -1,4 +1,4 @@
-"""AFSM, the Adaptive Feature Selection Module (LBI.md §2.6): keep the K image tokens keypoints look at most.
+"""AFSM, the Adaptive Feature Selection Module (docs/method.md §2.6): keep the K image tokens keypoints look at most.
 
 ``score = mean over heads and keypoints of the last stage-1 layer's cross-attention map`` (B, HW), then
 ``topk(score, K, sorted=True)`` and ``gather`` of the *enhanced* (post-PGTL) patch tokens. K is a Python

@@ -5,7 +5,7 @@ network from it alone (:func:`lbi_ros.model.build_model` is the only constructor
 data: importing it needs neither torch nor rclpy. Load and save it with :mod:`lbi_ros.config`
 (``load_yaml(ModelConfig, "config/model/lbi.yaml")``); unknown keys are errors there.
 
-Section references (§2.3 ...) point to ``LBI.md``, the method description.
+Section references (§2.3 ...) point to ``docs/method.md``, the method description.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ Plugging a pretrained backbone: register a factory ``ModelConfig -> nn.Module`` 
         net.load_state_dict(safetensors.torch.load_file("weights/mbv2_coco.safetensors"))
         return FeatureTap(net.features[:7], out_channels=32, stride=8)   # any module with the interface
 
-Freezing it (LBI.md §4) is the training schedule's business: ``LBILifter.freeze_encoder()``.
+Freezing it (docs/method.md §4) is the training schedule's business: ``LBILifter.freeze_encoder()``.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ class InvertedResidual(nn.Module):
 
 
 class InvertedResidualNet(nn.Module):
-    """A small MobileNetV2-style CNN (CPU_BUDGET.md §A): stem conv s2, then inverted-residual stages.
+    """A small MobileNetV2-style CNN (docs/cpu_budget.md §A): stem conv s2, then inverted-residual stages.
 
     ``stages`` lists (out_channels, stride) per block. ``stride`` is the product of all strides.
     """

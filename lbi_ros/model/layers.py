@@ -3,7 +3,7 @@
 Shapes use B = persons, N = keypoint tokens (17), M = image tokens (192 in stage 1, K in stage 2),
 D = width, H = heads, Dh = D / H.
 
-Export rules (LBI.md §5) shape this file:
+Export rules (docs/method.md §5) shape this file:
 
 * Every head split is ``reshape(-1, n, H, Dh)`` with ``n`` a Python int fixed at construction. Reading
   ``x.shape`` in forward would trace Shape/Gather/Concat chains that double the ONNX node count.
@@ -181,7 +181,7 @@ class Attention(nn.Module):
 
 
 class PoseGuidedAttention(nn.Module):
-    """The PGTL's dual attention (LBI.md §2.4): ONE map A, read by keypoints and transposed for patches.
+    """The PGTL's dual attention (docs/method.md §2.4): ONE map A, read by keypoints and transposed for patches.
 
     ``A_h = softmax(Q_h K_h^T / sqrt(Dh))`` over the M patches for each keypoint row, then
     keypoints: ``W_oJ concat_h(A_h V_I,h)`` and patches: ``W_oI concat_h(A_h^T V_J,h)``.
@@ -244,7 +244,7 @@ class PoseGuidedAttention(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """TL (LBI.md §2.3), pre-LN: x += MSA(LN x); x += MCA(LN x, LN p); x += FFN(LN x). Patches unchanged.
+    """TL (docs/method.md §2.3), pre-LN: x += MSA(LN x); x += MCA(LN x, LN p); x += FFN(LN x). Patches unchanged.
 
     With ``num_patches=None`` there is no MCA (a keypoint-only layer: the 2D-only paths). With
     ``return_attention`` the MCA uses the math path and returns its map (the AFSM reads it).
@@ -294,7 +294,7 @@ class TransformerLayer(nn.Module):
 
 
 class PoseGuidedLayer(nn.Module):
-    """PGTL (LBI.md §2.4): MSA, then the dual attention that also updates patches, then FFN on keypoints.
+    """PGTL (docs/method.md §2.4): MSA, then the dual attention that also updates patches, then FFN on keypoints.
 
     V_J comes from the LayerNorm'd keypoint tokens after this layer's MSA (the same normed tokens that
     give Q). No FFN on the patches: it would update background tokens regardless of their column mass.

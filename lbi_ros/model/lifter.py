@@ -1,4 +1,4 @@
-"""``LBILifter``: the two-stage Lifting-by-Image network (LBI.md §2), readable top to bottom.
+"""``LBILifter``: the two-stage Lifting-by-Image network (docs/method.md §2), readable top to bottom.
 
     keypoint tokens (§2.2) ─┐
     image -> encoder -> patch tokens (§2.1)

@@ -1,4 +1,4 @@
-"""Fixed 2D sine-cosine positional encoding shared by patch tokens and keypoint tokens (LBI.md §2.1).
+"""Fixed 2D sine-cosine positional encoding shared by patch tokens and keypoint tokens (docs/method.md §2.1).
 
 Both are evaluated from crop-normalised coordinates in [-1, 1] (x = u_crop / (W/2) - 1), measured in
 units of one patch, so a keypoint lying at a patch centre receives exactly that patch's encoding and

@@ -1,4 +1,4 @@
-"""Token embeddings: keypoints (LBI.md §2.2) and image patches (§2.1).
+"""Token embeddings: keypoints (docs/method.md §2.2) and image patches (§2.1).
 
 Keypoint token j of a person, width d::
 

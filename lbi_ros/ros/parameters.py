@@ -181,7 +181,8 @@ def check_paths(params: LifterParams) -> list[str]:
         elif not os.access(path, os.R_OK):
             errors.append(f"model_path {str(path)!r} is not readable by this user")
     if params.engine_cache_dir:
-        from lbi_ros.runtime.engine_cache import EngineCacheError, make_private_dir
+        from lbi_ros.runtime.engine_cache import EngineCacheError
+        from lbi_ros.runtime.safe_files import make_private_dir
 
         try:
             make_private_dir(params.engine_cache_dir)

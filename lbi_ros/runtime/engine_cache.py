@@ -39,13 +39,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
-from lbi_ros.runtime.safe_files import (  # noqa: F401 - re-exported: they lived here before
+from lbi_ros.runtime.safe_files import (
     DEFAULT_LOCK_TIMEOUT_S,
     CacheFileError,
     atomic_write_bytes,
     file_lock,
     make_private_dir,
-    sha256_file,
     slug,
 )
 

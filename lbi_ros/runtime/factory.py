@@ -30,14 +30,9 @@ from typing import Any, Literal
 import numpy as np
 
 from lbi_ros.runtime.backend import InferenceBackend
-from lbi_ros.runtime.engine_cache import (
-    BatchProfile,
-    EngineCacheError,
-    atomic_write_bytes,
-    file_lock,
-    sha256_file,
-)
+from lbi_ros.runtime.engine_cache import BatchProfile, EngineCacheError
 from lbi_ros.runtime.io_spec import IMAGE_CROP, IOSpec, example_inputs
+from lbi_ros.runtime.safe_files import atomic_write_bytes, file_lock, sha256_file
 
 log = logging.getLogger(__name__)
 

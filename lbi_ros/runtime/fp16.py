@@ -5,7 +5,7 @@ TensorRT 11 has no FP16 builder flag: precision comes from the graph's own types
 ``onnxconverter-common``'s float16 pass and keeps in fp32:
 
 * every ``LayerNormalization`` (mean/variance over 128 channels lose precision in fp16) and ``Softmax``
-  (the AFSM ranks patches by the summed attention maps, LBI.md §5);
+  (the AFSM ranks patches by the summed attention maps, docs/method.md §5);
 * the output heads: every node between a graph output and the head's LayerNorm (the Linear, the
   pelvis-relative subtraction, the log-variance sigmoid squash);
 * the graph inputs and outputs (``keep_io_types``), so the I/O contract stays float32 and every backend

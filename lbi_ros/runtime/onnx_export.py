@@ -1,6 +1,6 @@
 """Export a lifter to ONNX (opset 18, dynamic batch) and check it against ONNX Runtime on CPU.
 
-Export rules (LBI.md §5, CPU_BUDGET.md §A): the legacy TorchScript exporter (``dynamo=False``), every
+Export rules (docs/method.md §5, docs/cpu_budget.md §A): the legacy TorchScript exporter (``dynamo=False``), every
 attention on its plain-math path (explicit MatMul -> Softmax -> MatMul; the AFSM and PGTL need the map),
 static reshapes inside the model, only axis 0 dynamic. The graph's inputs and outputs are named and
 ordered by :func:`lbi_ros.runtime.io_spec.build_io_spec`, and the file carries that contract and the
@@ -105,7 +105,7 @@ def export_onnx(
     wrapper = OnnxWrapper(model, spec)
     with eval_mode(model), math_attention(model), torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        # the legacy exporter is chosen on purpose (CPU_BUDGET.md): silence its deprecation notices
+        # the legacy exporter is chosen on purpose (docs/cpu_budget.md): silence its deprecation notices
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export")
         torch.onnx.export(
@@ -157,7 +157,7 @@ def _set_metadata(proto: Any, entries: dict[str, str]) -> None:
 def create_ort_session(
     path: str | Path, intra_op_threads: int = 2, allow_spinning: bool = False
 ) -> Any:
-    """ONNX Runtime CPU session as benchmarked in CPU_BUDGET.md: ORT_ENABLE_ALL, N intra-op threads,
+    """ONNX Runtime CPU session as benchmarked in docs/cpu_budget.md: ORT_ENABLE_ALL, N intra-op threads,
     spinning off by default (a ROS process shares its cores; busy-waiting threads would steal them)."""
     import onnxruntime as ort
 

@@ -1,7 +1,7 @@
 """ONNX Runtime backend (CPU or CUDA execution provider) behind :class:`InferenceBackend`.
 
 The I/O contract comes from the ONNX file's own metadata (written by the exporter), so the backend
-needs nothing but the file. Session options follow CPU_BUDGET.md: ORT_ENABLE_ALL, ``intra_op_threads``
+needs nothing but the file. Session options follow docs/cpu_budget.md: ORT_ENABLE_ALL, ``intra_op_threads``
 intra-op threads, one inter-op thread, and ``session.intra_op.allow_spinning = "0"`` by default: spinning
 worker threads busy-wait between calls and steal the cores the rest of the ROS process (DDS, image
 conversion, a torch model) needs. Spinning on is faster in isolation (1.5 vs 2.3 ms at batch 1) and can

@@ -32,9 +32,9 @@ from lbi_ros.runtime.engine_cache import (
     EngineKey,
     Precision,
     build_serialized_engine,
-    sha256_file,
 )
 from lbi_ros.runtime.io_spec import IOSpec, IOSpecError, io_spec_from_metadata
+from lbi_ros.runtime.safe_files import sha256_file
 
 log = logging.getLogger(__name__)
 

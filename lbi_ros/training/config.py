@@ -4,7 +4,7 @@
 unknown key is an error naming the allowed ones; dotted ``key=value`` overrides as on the command line).
 The resolved config is written next to every checkpoint, so a run can be reproduced and resumed from it.
 
-Schedule (LBI.md §2.9): the run is counted in optimiser **steps** (a step = ``optim.batch_size`` samples per
+Schedule (docs/method.md §2.9): the run is counted in optimiser **steps** (a step = ``optim.batch_size`` samples per
 process), not epochs, because the synthetic data are unbounded and the budget is wall time. Phase 1 trains the
 encoder + stage 1 on the coarse head for ``schedule.phase1_steps``; then stage 1 is frozen and phase 2 trains
 stage 2 (refined head + uncertainty) for ``schedule.phase2_steps``, with the learning-rate schedule restarted.
@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Literal
 
 from lbi_ros.config import ConfigError, load_yaml
-from lbi_ros.data.dataset import SyntheticDataConfig
-from lbi_ros.data.h36m import H36MConfig
+from lbi_ros.datasets.h36m import H36MConfig
 from lbi_ros.model.config import ModelConfig
+from lbi_ros.synth.dataset import SyntheticDataConfig
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from lbi_ros.data.dataset import SyntheticDataConfig, SyntheticPoseDataset, worker_init_fn
 from lbi_ros.preprocess import INPUT_NAMES
+from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset, worker_init_fn
 
 TRAIN_KEYS = (*INPUT_NAMES, "joints_3d")
 

@@ -1,4 +1,4 @@
-"""Training losses on root-relative joints in metres (LBI.md §2.8).
+"""Training losses on root-relative joints in metres (docs/method.md §2.8).
 
 All take ``predicted``/``target`` (B, J, 3) and return a scalar tensor. Joint 0 (the pelvis) is zero in
 both by construction; it is kept in the means so the pose loss equals the reported MPJPE exactly.

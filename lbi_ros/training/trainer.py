@@ -1,6 +1,6 @@
 """The trainer: one function, :func:`train`, for 1 CPU, 1 GPU or N processes under ``torchrun`` (DDP).
 
-Schedule (LBI.md §2.5-2.9), counted in optimiser steps:
+Schedule (docs/method.md §2.5-2.9), counted in optimiser steps:
 
 * phase 1: encoder + token embeddings + stage 1, loss on the coarse head (``joints_3d_coarse``);
 * phase 2: :meth:`LBILifter.freeze_stage1`, then stage 2 + refined head + uncertainty head, loss on
@@ -187,7 +187,7 @@ def _gather_rng(dist_info: _Dist) -> list[torch.Tensor]:
 
 
 def _h36m(config: TrainConfig, split: str) -> Any:
-    from lbi_ros.data.h36m import Human36MDataset
+    from lbi_ros.datasets.h36m import Human36MDataset
 
     h = config.h36m
     return Human36MDataset(h if split == "train" else replace(h, subjects=config.validation.h36m_subjects, stride=1))

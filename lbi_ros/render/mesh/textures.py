@@ -1,4 +1,4 @@
-"""Procedural cloth, skin and hair textures for the mesh renderer (:mod:`lbi_ros.data.mesh_raster`).
+"""Procedural cloth, skin and hair textures for the mesh renderer (:mod:`lbi_ros.render.mesh.mesh_raster`).
 
 Every texture is an (S, S, 3) uint8 RGB image in UV space (row 0 = v = 0) and **tiles seamlessly**: each
 pattern is a function of ``x * k / S`` with integer ``k`` (periodic on the square), because the

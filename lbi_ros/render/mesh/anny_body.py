@@ -1,7 +1,7 @@
 """Skinned Anny bodies for the rendered people: the public API and its contract.
 
-Code: :mod:`lbi_ros.data.anny_model` (loading, licence guard, shapes, rest bodies, timings) and
-:mod:`lbi_ros.data.anny_retarget` (retargeting, skinning). Typical use (one model per process)::
+Code: :mod:`lbi_ros.render.mesh.anny_model` (loading, licence guard, shapes, rest bodies, timings) and
+:mod:`lbi_ros.render.mesh.anny_retarget` (retargeting, skinning). Typical use (one model per process)::
 
     model = AnnyBodyModel()                                # nothing is built until first use
     rest = model.rest(sample_body_shape(rng, "train"))     # cached per shape
@@ -14,7 +14,7 @@ Everything is in the mocap world frame: Z up, metres, floor z = 0 (Anny is nativ
 
 Labels (``PosedBody.joints``, H36M-17 order; ``toes`` [left, right]). Each is a point rigidly attached to
 one posed Anny bone, so it moves exactly with the skin around it; "head of X" = where Anny bone X starts,
-i.e. the joint centre. Pelvis and thorax follow the mocap cache's own rules (``lbi_ros.data.mocap``):
+i.e. the joint centre. Pelvis and thorax follow the mocap cache's own rules (``lbi_ros.mocap.clips``):
 
 ==============  ==========================================================================================
 pelvis          midpoint of the two hips
@@ -32,12 +32,12 @@ toes            mean of the heads of ``toe1-1`` .. ``toe5-1`` (ball of the foot,
 
 Retargeting keeps Anny's bone lengths and copies the mocap's bone directions: all 16 H36M bones match the
 mocap's within a fraction of a degree, except thorax->neck_nose (up to 8 deg, on purpose, see
-:mod:`lbi_ros.data.anny_retarget`) and thorax->shoulders when the mocap's thorax is not its mid-shoulders
+:mod:`lbi_ros.render.mesh.anny_retarget`) and thorax->shoulders when the mocap's thorax is not its mid-shoulders
 (the procedural poses: ~8 deg). The root follows the mocap pelvis scaled by Anny height / mocap height; the
 feet stand on the floor where the mocap's did.
 """
 
-from lbi_ros.data.anny_model import (
+from lbi_ros.render.mesh.anny_model import (
     ALLOWED_RIGS,
     ALLOWED_TOPOLOGIES,
     HELDOUT_RANGES,
@@ -50,7 +50,7 @@ from lbi_ros.data.anny_model import (
     in_train_region,
     sample_body_shape,
 )
-from lbi_ros.data.anny_retarget import DRIVERS, PosedBody, pose_body
+from lbi_ros.render.mesh.anny_retarget import DRIVERS, PosedBody, pose_body
 
 __all__ = [
     "ALLOWED_RIGS",

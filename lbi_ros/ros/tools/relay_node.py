@@ -5,7 +5,7 @@ the same :class:`StampSynchronizer`, and republishes an empty ``Skeleton3DArray`
 header on ``skeletons_3d``. Run beside the lifter on the same inputs, the difference of the two
 end-to-end latencies is what lifting adds; the rest is DDS transport of the image between processes.
 
-``python -m lbi_ros.ros.relay_node --ros-args -r __node:=lbi_relay -r skeletons_3d:=relay/skeletons_3d``
+``python -m lbi_ros.ros.tools.relay_node --ros-args -r __node:=lbi_relay -r skeletons_3d:=relay/skeletons_3d``
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The one-command demo: a real ROS 2 graph (player -> lifter node [+ relay] -> recorder) on loopback.
 
 Processes talk over Fast DDS in a domain reserved for this run: the demo player (camera and 2D
-detector stand-in, :mod:`lbi_ros.ros.demo_player`), the lifter node (:mod:`lbi_ros.ros.lift_node`,
+detector stand-in, :mod:`lbi_ros.ros.tools.demo_player`), the lifter node (:mod:`lbi_ros.ros.lift_node`,
 default weights unless told otherwise), optionally a bare relay node on the same inputs (the
-baseline of node-added latency, :mod:`lbi_ros.ros.relay_node`), and this process, which records
+baseline of node-added latency, :mod:`lbi_ros.ros.tools.relay_node`), and this process, which records
 every topic to MCAP, scores the skeletons against the scene's ground truth and draws the picture.
 """
 
@@ -74,7 +74,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
     from visualization_msgs.msg import MarkerArray
 
     from lbi_ros.msg import Person2DArray, Skeleton3DArray
-    from lbi_ros.ros.mcap_recorder import McapRecorder
+    from lbi_ros.ros.tools.mcap_recorder import McapRecorder
 
     reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
     received: list[ReceivedSkeletons] = []
@@ -97,7 +97,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
         node_cmd += ["-p", f"model_path:={model_path}"]
     processes = {"lifter": popen_ros(node_cmd, domain_id, log_dir)}
     if relay:
-        processes["relay"] = popen_ros(["python", "-m", "lbi_ros.ros.relay_node", "--ros-args", "-r",
+        processes["relay"] = popen_ros(["python", "-m", "lbi_ros.ros.tools.relay_node", "--ros-args", "-r",
                                         "skeletons_3d:=relay/skeletons_3d", *reliable_images],
                                        domain_id, log_dir)
     rclpy.init()
@@ -124,7 +124,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
                 raise RuntimeError(f"the lifter node did not come up within {startup_timeout_s} s")
             rclpy.spin_once(recorder, timeout_sec=0.1)
         player = processes["player"] = popen_ros(
-            ["python", "-m", "lbi_ros.ros.demo_player", str(stamps_path), "--rate", str(rate_hz),
+            ["python", "-m", "lbi_ros.ros.tools.demo_player", str(stamps_path), "--rate", str(rate_hz),
              "--duration", str(duration_s), "--people", str(people), "--seed", str(seed), "--body", body,
              "--min-subscribers", str(len(processes) + 1)],  # lifter (+ relay) + this recorder
             domain_id, log_dir)

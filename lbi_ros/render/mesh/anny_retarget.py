@@ -1,6 +1,6 @@
 """Retarget H36M-17 mocap poses onto an Anny rest body, skin it (numpy LBS) and read the labels off it.
 
-The label definitions and the public contract are documented in :mod:`lbi_ros.data.anny_body`.
+The label definitions and the public contract are documented in :mod:`lbi_ros.render.mesh.anny_body`.
 
 Retargeting copies directions only: Anny keeps its own bone lengths. The 104 Anny bones are driven through
 26 *drivers* (:data:`DRIVERS`); every other bone (pelvis, finger/toe/eye bones, the hands) moves rigidly with
@@ -35,14 +35,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from lbi_ros.geometry import axis_angle_matrix
-
-if TYPE_CHECKING:
-    from lbi_ros.data.anny_model import RestBody
 
 DRIVERS = (
     "root", "spine05", "spine04", "spine03", "spine02", "spine01", "neck01", "neck02", "neck03", "head",
@@ -116,6 +113,18 @@ class RetargetRig:
     def labels_from_points(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lab = _MIX @ points
         return lab[:17], lab[17:]
+
+
+class RestPose(Protocol):
+    """What the retargeting reads of a rest body (``anny_model.RestBody``): a protocol, not an import, so
+    the dependency points one way (``anny_model`` calls this module, never the reverse)."""
+
+    rig: RetargetRig
+    vertices: np.ndarray  # (V, 3) rest vertices, metres
+    bone_heads: np.ndarray  # (B, 3)
+    joints: np.ndarray  # (17, 3) rest labels
+    toes: np.ndarray  # (2, 3) rest labels [left, right]
+    points: np.ndarray  # (P, 3) rest label base points (POINTS)
 
 
 @dataclass(frozen=True, eq=False)
@@ -302,8 +311,8 @@ def _foot_direction(v: np.ndarray, toe_z: float, ankle_z: float, v0: np.ndarray)
     return np.array([v[0] / hn * math.cos(pitch), v[1] / hn * math.cos(pitch), -math.sin(pitch)])
 
 
-def pose_body(rest: RestBody, joints_w: np.ndarray, toes_w: np.ndarray) -> PosedBody:
-    """Pose the rest body ``rest`` (:class:`lbi_ros.data.anny_model.RestBody`) like the mocap frame."""
+def pose_body(rest: RestPose, joints_w: np.ndarray, toes_w: np.ndarray) -> PosedBody:
+    """Pose the rest body ``rest`` (:class:`lbi_ros.render.mesh.anny_model.RestBody`) like the mocap frame."""
     j = np.asarray(joints_w, np.float64).reshape(17, 3)
     t = np.asarray(toes_w, np.float64).reshape(2, 3)
     if not (np.isfinite(j).all() and np.isfinite(t).all()):

@@ -1,8 +1,8 @@
 """Anny parametric bodies (NAVER Labs, code Apache-2.0, MakeHuman data CC0): loading, shapes, rest bodies.
 
-The body model behind the rendered people. Public entry points (re-exported by :mod:`lbi_ros.data.anny_body`):
+The body model behind the rendered people. Public entry points (re-exported by :mod:`lbi_ros.render.mesh.anny_body`):
 :class:`BodyShape`, :func:`sample_body_shape`, :class:`AnnyBodyModel` (``rest(shape)`` then ``pose(rest, joints,
-toes)``, see :mod:`lbi_ros.data.anny_retarget` for the retargeting and the label definitions).
+toes)``, see :mod:`lbi_ros.render.mesh.anny_retarget` for the retargeting and the label definitions).
 
 Model: ``anny.Anny(rig="anny", topology="anny-full", phenotypes="all")``. The ``anny-full`` topology keeps all
 19,158 MakeHuman hm08 vertices in hm08 order (what ``.mhclo`` clothes reference), triangulated faces; the
@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lbi_ros.data import anny_retarget as _rt
+from lbi_ros.render.mesh import anny_retarget as _rt
 
 # --- licence guard begin (the only place in lbi_ros/ where the non-commercial model names may appear) ---
 ALLOWED_RIGS = frozenset({"anny"})  # the retargeting is written for this rig's bone names
@@ -87,7 +87,7 @@ def _check_allowed(rig: str, topology: str) -> None:
 def anny_cache_dir() -> Path:
     """``$LBI_ANNY_CACHE`` or ``<repo>/.cache/anny`` (repo = the directory holding the lbi_ros package)."""
     env = os.environ.get("LBI_ANNY_CACHE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / ".cache" / "anny"
+    return Path(env) if env else Path(__file__).resolve().parents[3] / ".cache" / "anny"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -184,7 +184,7 @@ class RestBody:
     ``skin_indices``/``skin_weights``: the 4 largest weights per vertex (renormalised) after merging each
     bone's weight into its *driver* (the nearest ancestor-or-self the retargeting rotates; the other bones
     move rigidly with it), as indices into ``bone_names``. ``joints``/``toes`` are the labels of the rest
-    pose (definitions in :mod:`lbi_ros.data.anny_retarget`).
+    pose (definitions in :mod:`lbi_ros.render.mesh.anny_retarget`).
     """
 
     shape: BodyShape
@@ -389,5 +389,5 @@ class AnnyBodyModel:
     # -- posing -------------------------------------------------------------------------------------------
     def pose(self, rest: RestBody, joints_w: np.ndarray, toes_w: np.ndarray) -> _rt.PosedBody:
         """Retarget a mocap pose (H36M-17 ``joints_w`` (17, 3) + ``toes_w`` (2, 3) [left, right], world Z up,
-        metres, floor z = 0) onto ``rest``; see :func:`lbi_ros.data.anny_retarget.pose_body`."""
+        metres, floor z = 0) onto ``rest``; see :func:`lbi_ros.render.mesh.anny_retarget.pose_body`."""
         return _rt.pose_body(rest, joints_w, toes_w)

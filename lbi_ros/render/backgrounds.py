@@ -2,7 +2,7 @@
 
 A bank of images per kind is generated once from a seed (about 0.3 s); each sample then takes a
 random window of a random bank image and varies it by flip, channel order and gain, so backgrounds
-are cheap per sample yet rarely repeat. Split out of :mod:`lbi_ros.data.render`, which composites
+are cheap per sample yet rarely repeat. Split out of :mod:`lbi_ros.render.capsule.renderer`, which composites
 people onto these.
 """
 
@@ -13,21 +13,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lbi_ros.render.colours import random_colours
+
 if TYPE_CHECKING:
-    from lbi_ros.data.body_model import RenderConfig
+    from lbi_ros.render.capsule.body_model import RenderConfig
 
 BACKGROUND_KINDS = ("plain", "noise", "texture", "clutter")
 _PERMUTATIONS = [np.eye(3)[list(p)] for p in ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))]
-
-
-def random_colours(rng: np.random.Generator, n: int) -> np.ndarray:
-    """(n, 3) RGB 0..255 colours: uniform hue, saturation biased low, value 0.12..0.98 (HSV -> RGB)."""
-    h = rng.random(n) * 6.0
-    sat = rng.uniform(0.0, 0.9, n) ** 1.3
-    val = rng.uniform(0.12, 0.98, n)
-    # HSV -> RGB: channel k = v - v s max(0, min(t, 4 - t, 1)), t = (k_offset + h) mod 6
-    t = (np.array([5.0, 3.0, 1.0]) + h[:, None]) % 6.0
-    return (val[:, None] - val[:, None] * sat[:, None] * np.clip(np.minimum(t, 4.0 - t), 0.0, 1.0)) * 255.0
 
 
 class BackgroundBank:

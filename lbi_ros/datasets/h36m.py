@@ -22,7 +22,7 @@ your own Human3.6M licence, nothing of it ships here):
   world, in **millimetres** (as published); ``x_cam = R^T (x_world - t / 1000)``.
 
 Pickled arrays: ``np.load(..., allow_pickle=True)`` would run code from a crafted file, so these files
-are read with :func:`lbi_ros.data.safe_npz.load_npz_member`, which only lets numpy arrays and plain
+are read with :func:`lbi_ros.datasets.safe_npz.load_npz_member`, which only lets numpy arrays and plain
 containers out of the pickle.
 
 Frames (optional): ``frames_dir / pattern`` with ``pattern`` a ``str.format`` template over ``subject``,
@@ -45,11 +45,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lbi_ros.data.safe_npz import UnsafePickleError, load_npz_member
-from lbi_ros.data.sample import make_sample
+from lbi_ros.datasets.safe_npz import UnsafePickleError, load_npz_member
 from lbi_ros.geometry import Intrinsics, project, quaternion_to_matrix
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, warp_crop
 from lbi_ros.skeleton import NUM_JOINTS
+from lbi_ros.synth.sample import make_sample
 
 log = logging.getLogger(__name__)
 

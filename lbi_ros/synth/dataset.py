@@ -29,15 +29,16 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lbi_ros.data.cameras import CameraSamplerConfig, sample_camera
-from lbi_ros.data.mesh_people import MeshBodyConfig, MeshPeople
-from lbi_ros.data.noise2d import Noise2DConfig, apply_detector_noise
-from lbi_ros.data.poses import MocapPoseSource, PoseSource, ProceduralPoseSource
-from lbi_ros.data.render import PersonRenderer, RenderConfig, crop_valid_region
-from lbi_ros.data.sample import make_sample
 from lbi_ros.geometry import project
+from lbi_ros.mocap.poses import MocapPoseSource, PoseSource, ProceduralPoseSource
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, visible_mask
+from lbi_ros.render.capsule.body_model import RenderConfig
+from lbi_ros.render.capsule.renderer import PersonRenderer, crop_valid_region
+from lbi_ros.render.mesh.mesh_people import MeshBodyConfig, MeshPeople
 from lbi_ros.skeleton import H36M17
+from lbi_ros.synth.cameras import CameraSamplerConfig, sample_camera
+from lbi_ros.synth.noise2d import Noise2DConfig, apply_detector_noise
+from lbi_ros.synth.sample import make_sample
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,7 @@ class SyntheticPoseDataset:
     @property
     def mocap(self) -> PoseSource | None:
         if self._mocap is None and self.config.cache_dir:
-            from lbi_ros.data.mocap import load_mocap_cache
+            from lbi_ros.mocap.cache import load_mocap_cache
 
             cache = load_mocap_cache(self.config.cache_dir)
             self._mocap = MocapPoseSource(cache, self.config.split, self.config.sampling)
@@ -217,7 +218,7 @@ class SyntheticPoseDataset:
         """One sample from ``rng`` (retries camera/pose draws that leave too few joints visible).
 
         ``identity``: key of the mesh person to draw when this sample gets one (see
-        :class:`lbi_ros.data.mesh_people.MeshPeople`); None draws a key from ``rng``.
+        :class:`lbi_ros.render.mesh.mesh_people.MeshPeople`); None draws a key from ``rng``.
         """
         cfg = self.config
         crop = cfg.crop

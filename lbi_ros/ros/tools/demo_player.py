@@ -1,6 +1,6 @@
 """Demo camera + 2D detector: publishes the demo scene's images, CameraInfo and noisy 2D keypoints.
 
-``python -m lbi_ros.ros.demo_player STAMPS.json [--rate HZ] [--duration S] [--people N] [--seed S]``
+``python -m lbi_ros.ros.tools.demo_player STAMPS.json [--rate HZ] [--duration S] [--people N] [--seed S]``
 
 Frames are built (and their images rendered) before publishing starts, so the publishing rate is steady. Each frame is
 stamped with the wall clock at publication (like a camera driver); the keypoints carry the image's

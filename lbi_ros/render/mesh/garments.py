@@ -29,7 +29,7 @@ assets; single-vertex lines carry no offset).
 The render mesh is "unwelded": the `.obj` has one UV per face corner, so a garment vertex with
 several UVs is duplicated; ``render_to_fit`` maps render vertices back to fitted vertices so the
 fit is computed once per garment vertex. The asset library (which items, held-out split, outfit
-sampling) is in `lbi_ros.data.asset_library`.
+sampling) is in `lbi_ros.render.mesh.asset_library`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The clothes and hair library: which MakeHuman assets there are, the held-out split, outfits.
 
 Layout of a root (the vendored subset `VENDORED_ROOT`, or the full set passed on the command
-line, e.g. ``/work/shared/data/bodies/makehuman``)::
+line, e.g. ``<bodies>/makehuman``)::
 
     <root>/clothes/<item>/<name>.mhclo (+ .obj, .mhmat)   suits, shoes, hats
     <root>/hair/<item>/<name>.mhclo    (+ .obj, .mhmat)
@@ -26,7 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from lbi_ros.data.garments import Garment, kind_of, load_garment, read_tags
+from lbi_ros.render.mesh.garments import Garment, kind_of, load_garment, read_tags
 
 VENDORED_ROOT = Path(__file__).resolve().parent / "assets" / "bodies" / "makehuman"
 HELD_OUT: frozenset[str] = frozenset(

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from lbi_ros.data.sample import make_sample
 from lbi_ros.geometry import Intrinsics
 from lbi_ros.preprocess import CropConfig, compute_crop_box, encode_person, warp_crop
 from lbi_ros.skeleton import MPI_INF_3DHP17
+from lbi_ros.synth.sample import make_sample
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Numpy renderer of a shaded capsule-body person, drawn directly into the model's crop.
 
-Why this design (measured prototype: /work/shared/method/CPU_BUDGET.md part B): work restricted to each
+Why this design (measured prototype: docs/cpu_budget.md part B): work restricted to each
 primitive's screen bounding box keeps the cost proportional to covered pixels, and rendering the crop
 directly (the camera's intrinsics mapped into the crop, :meth:`CropBox.crop_intrinsics`) avoids rendering
 a full frame and warping it. At 128 x 96 a per-primitive Python loop spends most of its time in numpy call
@@ -35,9 +35,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lbi_ros.data.backgrounds import BACKGROUND_KINDS as _BACKGROUND_KINDS
-from lbi_ros.data.backgrounds import BackgroundBank
-from lbi_ros.data.body_model import (  # noqa: F401 - re-exported: the body model lived here before
+from lbi_ros.geometry import Intrinsics
+from lbi_ros.render.backgrounds import BACKGROUND_KINDS as _BACKGROUND_KINDS
+from lbi_ros.render.backgrounds import BackgroundBank
+from lbi_ros.render.capsule.body_model import (
     _IS_TORSO,
     _NEAR_M,
     _PRIM_A,
@@ -48,7 +49,6 @@ from lbi_ros.data.body_model import (  # noqa: F401 - re-exported: the body mode
     _PRIM_RB,
     BODY_PRIMITIVES,
     NO_HIT,
-    NUM_MATERIALS,
     PALETTE_ROWS,
     PANTS,
     STRIPE_OFFSET,
@@ -57,7 +57,6 @@ from lbi_ros.data.body_model import (  # noqa: F401 - re-exported: the body mode
     body_points,
     sample_appearance,
 )
-from lbi_ros.geometry import Intrinsics
 
 
 class PersonRenderer:

@@ -1,6 +1,6 @@
 """The rendered person: body primitives on the H36M skeleton, materials, appearance sampling, render settings.
 
-Split out of :mod:`lbi_ros.data.render` (which rasterises and composites these): what a person is made
+Split out of :mod:`lbi_ros.render.capsule.renderer` (which rasterises and composites these): what a person is made
 of and how it looks, independent of how it is drawn. See that module's docstring for the model.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lbi_ros.data.backgrounds import random_colours
+from lbi_ros.render.colours import random_colours
 
 # Material ids (palette rows); striped variants use id + STRIPE_OFFSET.
 SKIN, HAIR, SHIRT, SLEEVE, PANTS, SHIN, SHOES = range(7)

@@ -6,11 +6,11 @@ randomised shapes, garments, textures, skin tones and lighting are the closest t
 camera images without real 3D-labelled photos (the domain-randomisation route).
 
 A person has an *identity* (body shape, outfit, textures), built once and kept in a small LRU cache because
-building one costs far more than posing it (timings: :mod:`lbi_ros.data.anny_body`); the training dataset
+building one costs far more than posing it (timings: :mod:`lbi_ros.render.mesh.anny_body`); the training dataset
 gives consecutive sample indices the same identity key (``MeshBodyConfig.identity_block``), so a DataLoader
 worker reuses identities while every sample stays a deterministic function of its index.
 
-The 3D labels of a mesh sample come from the *posed body* (:class:`lbi_ros.data.anny_body.PosedBody`): a
+The 3D labels of a mesh sample come from the *posed body* (:class:`lbi_ros.render.mesh.anny_body.PosedBody`): a
 retargeting imperfection can make a pose less natural but never mislabels an image.
 
 Heavy dependencies (anny, torch, moderngl) are imported on first use; nothing here is needed by the node or
@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from lbi_ros.data.render import PersonRenderer, working_grid
 from lbi_ros.geometry import Intrinsics
+from lbi_ros.render.capsule.renderer import PersonRenderer, working_grid
 
 if TYPE_CHECKING:
-    from lbi_ros.data.cameras import Camera
+    from lbi_ros.synth.cameras import VirtualCamera
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class _Part:
     faces: np.ndarray  # (T, 3) uint32
     uv: np.ndarray  # (R, 2) float32
     texture: np.ndarray  # (h, w, 3) uint8
-    fitter: Any  # lbi_ros.data.garments.GarmentFitter for this body, or None for the body itself
+    fitter: Any  # lbi_ros.render.mesh.garments.GarmentFitter for this body, or None for the body itself
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class MeshPeople:
     @property
     def model(self) -> Any:
         if self._model is None:
-            from lbi_ros.data.anny_body import AnnyBodyModel
+            from lbi_ros.render.mesh.anny_body import AnnyBodyModel
 
             self._model = AnnyBodyModel()
         return self._model
@@ -113,7 +113,7 @@ class MeshPeople:
     @property
     def library(self) -> Any:
         if self._library is None:
-            from lbi_ros.data.asset_library import AssetLibrary
+            from lbi_ros.render.mesh.asset_library import AssetLibrary
 
             self._library = AssetLibrary(Path(self.config.assets_dir) if self.config.assets_dir else None)
         return self._library
@@ -121,7 +121,7 @@ class MeshPeople:
     @property
     def raster(self) -> Any:
         if self._raster is None:
-            from lbi_ros.data.mesh_raster import MeshRasterizer
+            from lbi_ros.render.mesh.mesh_raster import MeshRasterizer
 
             self._raster = MeshRasterizer(threads=self.config.raster_threads)
         return self._raster
@@ -141,10 +141,10 @@ class MeshPeople:
         return ident
 
     def _build_identity(self, rng: np.random.Generator) -> Identity:
-        from lbi_ros.data import textures
-        from lbi_ros.data.anny_body import sample_body_shape
-        from lbi_ros.data.asset_library import hidden_face_mask
-        from lbi_ros.data.garments import GarmentFitter
+        from lbi_ros.render.mesh import textures
+        from lbi_ros.render.mesh.anny_body import sample_body_shape
+        from lbi_ros.render.mesh.asset_library import hidden_face_mask
+        from lbi_ros.render.mesh.garments import GarmentFitter
 
         split = self.config.appearance
         shape = sample_body_shape(rng, split)
@@ -178,10 +178,10 @@ class MeshPeople:
         return PosedPerson(tuple(meshes), np.asarray(posed.joints, np.float64), np.asarray(posed.toes, np.float64))
 
     # --- drawing ------------------------------------------------------------------------------------
-    def draw(self, people: Sequence[PosedPerson], camera: Camera, intrinsics: Intrinsics, height: int, width: int,
+    def draw(self, people: Sequence[PosedPerson], camera: VirtualCamera, intrinsics: Intrinsics, height: int, width: int,
              rng: np.random.Generator) -> Any:
         """Z-buffered draw of ``people`` (person k gets id k) -> ``mesh_raster.RenderedLayer``."""
-        from lbi_ros.data.mesh_raster import MeshInstance, sample_lighting
+        from lbi_ros.render.mesh.mesh_raster import MeshInstance, sample_lighting
 
         instances = [
             MeshInstance(np.ascontiguousarray(camera.world_to_camera(v), dtype=np.float32), f, uv, tex, k)
@@ -192,7 +192,7 @@ class MeshPeople:
     def render_crop(
         self,
         people: Sequence[PosedPerson],
-        camera: Camera,
+        camera: VirtualCamera,
         intrinsics: Intrinsics,
         height: int,
         width: int,
@@ -204,7 +204,7 @@ class MeshPeople:
         """A training crop (height, width, 3) uint8 RGB; same contract as :meth:`PersonRenderer.render`
         (``intrinsics`` of the crop, ``valid_region``, ``resolution_scale``) with ``base`` supplying the
         backgrounds, occluders, blur and sensor noise."""
-        from lbi_ros.data.mesh_raster import composite
+        from lbi_ros.render.mesh.mesh_raster import composite
 
         u = rng.random(6)
         h_r, w_r, intr = working_grid(intrinsics, height, width, resolution_scale)

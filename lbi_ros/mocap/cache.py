@@ -1,4 +1,4 @@
-"""The mocap cache format (written by :func:`lbi_ros.data.mocap.prepare_mocap`) and its validated reader.
+"""The mocap cache format (written by :func:`lbi_ros.mocap.clips.prepare_mocap`) and its validated reader.
 
 ``<dir>/index.json`` (version, clip records with their split) + ``<dir>/mocap_h36m17.npz`` (``joints``
 (N, 17, 3) and ``toes`` (N, 2, 3) float32, Z-up world metres, clips concatenated in index order). Kept

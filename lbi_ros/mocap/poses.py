@@ -14,7 +14,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from lbi_ros.data.mocap import MocapCache
+from lbi_ros.mocap.cache import MocapCache
 
 
 class PoseSource(Protocol):

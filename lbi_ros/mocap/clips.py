@@ -55,16 +55,14 @@ from typing import Literal
 
 import numpy as np
 
-from lbi_ros.data.bvh import BVHError, BVHMotion, forward_kinematics, parse_bvh
-from lbi_ros.data.mocap_cache import (  # noqa: F401 - re-exported: the cache format lives there
+from lbi_ros.mocap.bvh import BVHError, BVHMotion, forward_kinematics, parse_bvh
+from lbi_ros.mocap.cache import (
     CACHE_ARRAYS,
     CACHE_INDEX,
     CACHE_VERSION,
     SPLITS,
     ClipRecord,
-    MocapCache,
     MocapError,
-    load_mocap_cache,
 )
 from lbi_ros.skeleton import NUM_JOINTS
 

@@ -1,6 +1,6 @@
 """Virtual cameras for synthetic training data: robot-mounted and handheld viewpoints.
 
-World frame: metres, right-handed, Z up, floor z = 0 (see ``lbi_ros.data.mocap``). Camera frame: OpenCV /
+World frame: metres, right-handed, Z up, floor z = 0 (see ``lbi_ros.mocap.clips``). Camera frame: OpenCV /
 ROS optical (x right, y down, z forward). A sampled camera looks roughly at the person, from:
 
 =================  ===========================  ===================================================

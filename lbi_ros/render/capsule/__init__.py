@@ -1,0 +1,1 @@
+"""Capsule people: the parametric capsule body and its numpy analytic ray-casting renderer."""

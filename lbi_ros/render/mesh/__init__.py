@@ -1,0 +1,1 @@
+"""Mesh people: Anny bodies retargeted to mocap, MakeHuman clothes and hair, textures, headless OpenGL raster."""
