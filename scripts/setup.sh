@@ -4,7 +4,10 @@
 #   2. .venv with the pinned Python dependencies (torch CPU, ONNX Runtime, ROS 2 Kilted wheels, ...);
 #   3. the project's message types (and tf2_msgs/TFMessage when no ROS provides it) built with
 #      ament_cmake + rosidl into the venv, cached on a key of the sources, Python and ROS wheel versions;
-#   4. an editable install of lbi_ros (the `lbi` command).
+#   4. an editable install of lbi_ros (the `lbi` command);
+#   5. the two BlazePose model files (person detector, landmark model) from the pinned mediapipe wheel on
+#      PyPI, checked by sha256 into $LBI_CACHE/pose_models (lbi_ros/pose2d/model_files.py; or supplied by
+#      hand in $LBI_POSE_MODELS_DIR).
 # A second run checks the stamps and returns in seconds.
 #
 # Environment: PYTHON (interpreter, default python3), LBI_VENV (default <repo>/.venv),
@@ -130,4 +133,12 @@ else
   echo "$msg_key" > "$VENV/.lbi-msgs-key"
 fi
 msgs_ok || die "message types do not import from $VPY (see build/msgs/*.log)"
+
+# --- 5. BlazePose model files ---------------------------------------------------------------------
+# Idempotent: files already cached with the pinned sha256 are kept, so a second run reads ~9 MB and
+# downloads nothing. On failure the module prints what is missing and how to supply the files by hand.
+if ! (cd / && LBI_CACHE="$CACHE" "$VPY" -m lbi_ros.pose2d.model_files fetch >/dev/null); then
+  die "could not get the BlazePose model files (see the message above)"
+fi
+log "BlazePose model files verified"
 log "ready: $VENV (activate with: . $VENV/bin/activate)"

@@ -1,0 +1,1 @@
+"""2D person detection from the camera image: model-file reader, converted BlazePose networks, anchors/ROI, tracker."""
