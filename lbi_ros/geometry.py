@@ -42,7 +42,7 @@ def _xp(x: Any):
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics in pixels (no distortion: rectify first, e.g. ``image_proc``)."""
+    """Pinhole intrinsics in pixels (lens distortion, where there is one: :class:`lbi_ros.lens.LensDistortion`)."""
 
     fx: float
     fy: float

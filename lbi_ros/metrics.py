@@ -117,27 +117,35 @@ def mpjve(predicted: Any, target: Any, reduction: Reduction = "mean", time_axis:
 
 def pck(
     predicted: Any, target: Any, threshold: float = PCK_THRESHOLD_M, reduction: Reduction = "mean",
-    weights: Any | None = None, root_index: int | None = None,
+    weights: Any | None = None, root_index: int | None = None, strict: bool = False,
 ) -> Any:
-    """Percentage (0..100) of joints with error <= ``threshold`` (same units as the poses; 0.150 m default)."""
+    """Percentage (0..100) of joints with error <= ``threshold`` (same units as the poses; 0.150 m default).
+
+    ``strict=True`` counts error < threshold, as the MPI-INF-3DHP test-set tool does (``mpii_compute_3d_pck.m``);
+    the two differ only on exact ties, e.g. a root joint whose error is 0 by construction at threshold 0.
+    """
     err = joint_errors(predicted, target, root_index)
-    hit = (err <= threshold) * 100.0
+    hit = ((err < threshold) if strict else (err <= threshold)) * 100.0
     return _reduce(hit if _is_torch(err) else hit.astype(err.dtype), reduction, weights, "pck")
 
 
 def auc(
     predicted: Any, target: Any, thresholds: Sequence[float] | np.ndarray = AUC_THRESHOLDS_M,
     reduction: Reduction = "mean", weights: Any | None = None, root_index: int | None = None,
+    strict: bool = False,
 ) -> Any:
-    """Area under the PCK curve: mean PCK (0..100) over ``thresholds`` (0..150 mm step 5 by default)."""
+    """Area under the PCK curve: mean PCK (0..100) over ``thresholds`` (0..150 mm step 5 by default).
+
+    ``strict`` as in :func:`pck` (error < threshold: the MPI-INF-3DHP tool's rule, where PCK at 0 mm is 0).
+    """
     err = joint_errors(predicted, target, root_index)
     xp = _xp(err)
     if xp is np:
         th = np.asarray(thresholds, dtype=err.dtype)
-        hit = (err[..., None] <= th).mean(-1) * 100.0
+        hit = ((err[..., None] < th) if strict else (err[..., None] <= th)).mean(-1) * 100.0
     else:
         th = xp.as_tensor(np.asarray(thresholds), dtype=err.dtype, device=err.device)
-        hit = (err[..., None] <= th).to(err.dtype).mean(-1) * 100.0
+        hit = ((err[..., None] < th) if strict else (err[..., None] <= th)).to(err.dtype).mean(-1) * 100.0
     return _reduce(hit, reduction, weights, "auc")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from lbi_ros.geometry import Intrinsics, solve_root_translation
 from lbi_ros.input_checks import InputLimits, PersonKeypoints, Problem, check_people
+from lbi_ros.lens import LensDistortion
 from lbi_ros.preprocess import CropConfig, prepare_inputs
 from lbi_ros.runtime.backend import InferenceBackend
 from lbi_ros.runtime.io_spec import JOINTS_3D, JOINTS_LOGVAR
@@ -71,8 +72,12 @@ class LiftingPipeline:
         self.parents = H36M17.parents
 
     def lift(self, image_rgb: np.ndarray, intrinsics: Intrinsics, people: Sequence[PersonKeypoints],
-             joint_set: str = "h36m17") -> FrameLift:
-        """``image_rgb`` (H, W, 3) uint8; ``people`` keypoints in ``joint_set`` layout, full-image pixels."""
+             joint_set: str = "h36m17", lens: LensDistortion | None = None) -> FrameLift:
+        """``image_rgb`` (H, W, 3) uint8; ``people`` keypoints in ``joint_set`` layout, full-image pixels.
+
+        ``lens``: ``image_rgb`` is the raw image of a distorted camera and the keypoints are already
+        undistorted (ideal pinhole pixels); crops are then sampled through the lens model.
+        """
         if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
             raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image_rgb.shape} {image_rgb.dtype}")
         timings: dict[str, float] = {}
@@ -83,7 +88,7 @@ class LiftingPipeline:
             timings["crop"] = (time.perf_counter() - t0) * 1e3
             return FrameLift((), tuple(problems), timings)
         keypoints = np.stack([p.keypoints_px for p in checked.people]).astype(np.float32)  # (P, J_src, 3)
-        batch = prepare_inputs(image_rgb, keypoints, intrinsics, self.crop, joint_set=joint_set)
+        batch = prepare_inputs(image_rgb, keypoints, intrinsics, self.crop, joint_set=joint_set, lens=lens)
         t1 = time.perf_counter()
         timings["crop"] = (t1 - t0) * 1e3
         if batch.inputs is None:

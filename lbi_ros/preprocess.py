@@ -13,6 +13,11 @@ Pipeline for one person::
 The renderer skips ``warp_crop``: it renders the crop directly with :meth:`CropBox.crop_intrinsics`, which
 gives the same pixels ``warp_crop`` would sample from a full-frame render.
 
+Distorted cameras: keypoints and boxes live in the camera's *ideal pinhole image* (keypoints undistorted
+with :meth:`~lbi_ros.lens.LensDistortion.undistort`), and ``warp_crop`` with a ``lens`` samples the
+raw image through the lens model (:func:`lbi_ros.lens.lens_sampling_map`), so the crop shows what a pinhole camera
+with the crop intrinsics would see: the same pixels training renders.
+
 Model-input contract (float32, bound by name):
 
 * ``image_crop``     (B, 3, H, W): RGB, ImageNet mean/std normalised.
@@ -36,6 +41,7 @@ from typing import Any, Literal
 import numpy as np
 
 from lbi_ros.geometry import Intrinsics
+from lbi_ros.lens import LensDistortion, lens_sampling_map
 from lbi_ros.skeleton import NUM_JOINTS, map_to_h36m
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -167,27 +173,42 @@ def warp_crop(
     box: CropBox,
     config: CropConfig = CropConfig(),
     color_order: Literal["rgb", "bgr"] = "rgb",
+    lens: LensDistortion | None = None,
+    intrinsics: Intrinsics | None = None,
 ) -> np.ndarray:
-    """Affine-warp the box out of ``image`` (H, W, 3) uint8 -> crop (height, width, 3) uint8 RGB.
+    """Cut the box out of ``image`` (H, W, 3) uint8 -> crop (height, width, 3) uint8 RGB.
 
-    Bilinear sampling; pixels outside the image are black (the renderer reproduces this).
+    Without ``lens`` (a pinhole or rectified image) this is one affine warp. With ``lens`` (and the
+    camera's ``intrinsics``) the box is in the ideal pinhole image and the crop is sampled from the raw
+    image through the lens model (:func:`lbi_ros.lens.lens_sampling_map`, the crop being a pinhole camera
+    with :meth:`CropBox.crop_intrinsics`). Bilinear sampling; pixels outside the
+    image are black (the renderer reproduces this).
     """
     import cv2
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-    crop = cv2.warpAffine(
-        image,
-        box.affine(config.height, config.width),
-        (config.width, config.height),
-        flags=cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=(0, 0, 0),
-    )
+    if color_order not in ("rgb", "bgr"):
+        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
+    if lens is None:
+        crop = cv2.warpAffine(
+            image,
+            box.affine(config.height, config.width),
+            (config.width, config.height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=(0, 0, 0),
+        )
+    else:
+        if intrinsics is None:
+            raise ValueError("warp_crop with a lens needs the camera intrinsics")
+        crop_camera = box.crop_intrinsics(intrinsics, config.height, config.width)
+        map_x, map_y = lens_sampling_map(crop_camera, (config.height, config.width), intrinsics, lens,
+                                         (image.shape[1], image.shape[0]))
+        crop = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=(0, 0, 0))
     if color_order == "bgr":
         crop = crop[..., ::-1]
-    elif color_order != "rgb":
-        raise ValueError(f"color_order must be 'rgb' or 'bgr', got {color_order!r}")
     return crop
 
 
@@ -321,11 +342,14 @@ def prepare_inputs(
     config: CropConfig = CropConfig(),
     joint_set: str = "h36m17",
     color_order: Literal["rgb", "bgr"] = "rgb",
+    lens: LensDistortion | None = None,
 ) -> PreparedBatch:
     """Full frame + detections -> model inputs: the deployment entry point.
 
     ``image`` (H, W, 3) uint8; ``keypoints_px`` (P, J, 3) ``[u, v, conf]`` in ``joint_set`` layout
     (mapped to H36M-17 here). Persons without any visible joint are skipped (see ``person_index``).
+    ``lens``: the image is raw from a distorted camera; the keypoints must already be undistorted (ideal
+    pinhole pixels, :meth:`LensDistortion.undistort`) and the crops are sampled through the lens.
     """
     kp = np.asarray(keypoints_px, dtype=np.float32)
     if kp.ndim == 2:
@@ -338,7 +362,7 @@ def prepare_inputs(
         box = compute_crop_box(kp17[p], config)
         if box is None:
             continue
-        crop = warp_crop(image, box, config, color_order)
+        crop = warp_crop(image, box, config, color_order, lens=lens, intrinsics=intrinsics)
         items.append(encode_person(crop, kp17[p], box, intrinsics, config))
         boxes.append(box)
         rows.append(p)

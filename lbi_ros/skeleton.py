@@ -175,11 +175,51 @@ JOINT_SETS: dict[str, JointSet] = {
     js.name: js for js in (H36M17, COCO17, COCO18, MEDIAPIPE33, MPI_INF_3DHP17)
 }
 
-# REP-155 TF child-frame stems per H36M joint. REP-155's human model names: body (mid-hips), waist, torso,
-# head, {l,r}_{shoulder,elbow,wrist,hip,knee,ankle}. ``neck`` is not in REP-155's list; we use it for
-# H36M's nose-height head-axis joint.
-REP155_FRAME_NAMES: tuple[str, ...] = (
-    "body", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "waist", "torso", "neck", "head",
+
+def _spelled_out(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``l_wrist`` -> ``left_wrist``, ``r_eye_inner`` -> ``right_eye_inner``; other names unchanged."""
+    return tuple(f"left_{n[2:]}" if n.startswith("l_") else f"right_{n[2:]}" if n.startswith("r_") else n
+                 for n in names)
+
+
+# Other spellings of each set's joint names that ``joint_names`` in a message may use (compared
+# case-insensitively, whole lists only). The spelled-out form (``left_wrist``) is accepted for every set;
+# for COCO-17 it is exactly the COCO dataset's own keypoint names (``nose``, ``left_eye``, ...,
+# ``right_ankle``), and for MediaPipe-33 MediaPipe's PoseLandmark names (``mouth_left``, ``left_pinky``...).
+JOINT_NAME_ALIASES: dict[str, tuple[tuple[str, ...], ...]] = {
+    name: (_spelled_out(js.joint_names),) for name, js in JOINT_SETS.items()
+}
+JOINT_NAME_ALIASES["mediapipe33"] = (tuple(
+    {"left_mouth": "mouth_left", "right_mouth": "mouth_right"}.get(n, n)
+    for n in _spelled_out(MEDIAPIPE33.joint_names)),)
+COCO_DATASET_KEYPOINT_NAMES: tuple[str, ...] = JOINT_NAME_ALIASES["coco17"][0]
+
+
+def accepted_joint_names(joint_set: JointSet) -> tuple[tuple[str, ...], ...]:
+    """Every joint-name list that declares ``joint_set``: its own names first, then its aliases."""
+    return (joint_set.joint_names, *JOINT_NAME_ALIASES.get(joint_set.name, ()))
+
+
+def names_match(joint_set: JointSet, names: tuple[str, ...] | list[str]) -> bool:
+    """True if ``names`` (case-insensitive) are ``joint_set``'s joint names or one of their aliases, in order."""
+    lowered = tuple(n.lower() for n in names)
+    return any(lowered == accepted for accepted in accepted_joint_names(joint_set))
+
+
+def joint_set_from_names(names: tuple[str, ...] | list[str]) -> JointSet | None:
+    """The one joint set whose names (or aliases) are ``names``; None if none or several match."""
+    found = [js for js in JOINT_SETS.values() if names_match(js, names)]
+    return found[0] if len(found) == 1 else None
+
+
+# REP-155 TF link names per H36M joint (None: REP-155's human model has no link there, so no TF frame).
+# REP-155 "Kinematic Model of the Human" names the links body (mid-hips), waist, torso, head (with
+# r_/y_/p_head in between), {l,r}_{y,p,}_shoulder, {l,r}_elbow, {l,r}_wrist, {l,r}_{y,p,}_hip,
+# {l,r}_knee, {l,r}_ankle. H36M's spine is the waist, its thorax the torso, and its nose-height point on
+# the head axis ("neck_nose") is the head: REP-155 asks that head_<id> be consistent with the face frame,
+# which sits at the sellion (between the eyes). H36M's top-of-head point has no REP-155 link.
+REP155_FRAME_NAMES: tuple[str | None, ...] = (
+    "body", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "waist", "torso", "head", None,
     "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
 )  # fmt: skip
 

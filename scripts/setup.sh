@@ -11,7 +11,10 @@
 # A second run checks the stamps and returns in seconds.
 #
 # Environment: PYTHON (interpreter, default python3), LBI_VENV (default <repo>/.venv),
-#              LBI_CACHE (default <repo>/.cache), PIP_EXTRA (extra pip arguments).
+#              LBI_CACHE (default <repo>/.cache), PIP_EXTRA (extra pip arguments),
+#              LBI_TORCH=system (keep the torch the venv already has, e.g. NVIDIA's JetPack build on a
+#              Jetson: requirements are installed without torch and with that torch pinned as a constraint,
+#              so pip can neither replace nor upgrade it; docs/deployment.md, "Jetson recipe").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -65,12 +68,29 @@ fi
 VPY="$VENV/bin/python"
 hash_files() { cat "$@" | sha256sum | cut -c1-16; }
 py_version=$("$VPY" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
-req_key="$(hash_files "$ROOT"/requirements/*.txt)-$py_version"
+LBI_TORCH="${LBI_TORCH:-pypi}"
+case "$LBI_TORCH" in pypi|system) ;; *) die "LBI_TORCH must be pypi (default) or system, got '$LBI_TORCH'" ;; esac
+torch_key=""
+if [ "$LBI_TORCH" = system ]; then torch_key="-torch-system"; fi
+req_key="$(hash_files "$ROOT"/requirements/*.txt)-$py_version$torch_key"
 if [ "$(cat "$VENV/.lbi-requirements-key" 2>/dev/null)" != "$req_key" ]; then
   log "installing pinned dependencies (requirements/*.txt)"
-  # torch first and alone: its exact pin takes the CPU build; a later resolver pass must not pull CUDA.
-  "$VPY" -m pip install -q ${PIP_EXTRA:-} "$(grep -E '^torch==' "$ROOT/requirements/core.txt")"
-  "$VPY" -m pip install -q ${PIP_EXTRA:-} -r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/ros.txt" \
+  core="$ROOT/requirements/core.txt"
+  torch_pin=()
+  if [ "$LBI_TORCH" = "system" ]; then
+    system_torch=$("$VPY" -c 'import torch; print(torch.__version__)' 2>/dev/null) \
+      || die "LBI_TORCH=system but $VPY cannot import torch: install NVIDIA's JetPack build first (docs/deployment.md)"
+    log "keeping torch $system_torch (LBI_TORCH=system); requirements without the PyPI torch pin"
+    mkdir -p "$VENV/.lbi"
+    grep -vE '^torch==' "$ROOT/requirements/core.txt" > "$VENV/.lbi/core-without-torch.txt"
+    echo "torch==$system_torch" > "$VENV/.lbi/torch-constraint.txt"
+    core="$VENV/.lbi/core-without-torch.txt"
+    torch_pin=(-c "$VENV/.lbi/torch-constraint.txt")
+  else
+    # torch first and alone: its exact pin takes the CPU build; a later resolver pass must not pull CUDA.
+    "$VPY" -m pip install -q ${PIP_EXTRA:-} "$(grep -E '^torch==' "$ROOT/requirements/core.txt")"
+  fi
+  "$VPY" -m pip install -q ${PIP_EXTRA:-} "${torch_pin[@]}" -r "$core" -r "$ROOT/requirements/ros.txt" \
     -r "$ROOT/requirements/build.txt" -r "$ROOT/requirements/dev.txt" -r "$ROOT/requirements/deploy.txt" \
     -r "$ROOT/requirements/bodies.txt"
   echo "$req_key" > "$VENV/.lbi-requirements-key"

@@ -8,8 +8,12 @@ scripts/setup.sh
 VENV="${LBI_VENV:-$ROOT/.venv}"
 echo "[test] ruff check" >&2
 "$VENV/bin/ruff" check lbi_ros test
-marker=(-m "not slow")
+marker=(-m "not slow and not external_data")
 for arg in "$@"; do [ "$arg" = "-m" ] && marker=(); done
+if [ ${#marker[@]} -gt 0 ]; then
+  echo "[test] deselected by default: slow tests and external_data tests (need data the repo does not ship," \
+    "e.g. LBI_BODIES_DIR); run them with -m slow / -m external_data" >&2
+fi
 echo "[test] pytest" >&2
 set +e
 "$VENV/bin/python" -m pytest "${marker[@]}" "$@"

@@ -23,14 +23,16 @@ from lbi_ros.render.mesh.anny_body import (
 )
 from lbi_ros.skeleton import H36M17
 
+from .conftest import require_module
+
 PARENTS = H36M17.parents
 DEMO = Path(lbi_ros.__file__).parent / "demo" / "demo_clip.npz"
 
 
 @pytest.fixture(scope="module")
 def model() -> AnnyBodyModel:
-    pytest.importorskip("anny")
-    torch = pytest.importorskip("torch")
+    require_module("anny")
+    torch = require_module("torch")
     torch.set_num_threads(1)
     m = AnnyBodyModel()
     assert m.anny_model is not None  # build now (from the cache: ~1 s)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from .conftest import requires_ros
+from .conftest import require, requires_ros
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
@@ -18,8 +18,7 @@ def test_demo_graph_lifts_the_scene(tmp_path):
     from lbi_ros.ros.tools.demo import run_demo
     from lbi_ros.weights import default_weights_path
 
-    if not default_weights_path("default").is_file():
-        pytest.skip("shipped default weights are not in this checkout")
+    require(default_weights_path("default").is_file(), "shipped default weights are not in this checkout")
     result = run_demo(tmp_path, duration_s=2.4, rate_hz=10.0, backend="onnxruntime")
     m = result.metrics
     assert m.frames_in == 24
@@ -32,6 +31,17 @@ def test_demo_graph_lifts_the_scene(tmp_path):
     assert int(report["node_diagnostics"]["count_frames_published"]) >= 0.8 * 24
     assert report["summary"]["sync_matched"] >= 0.8 * 24 and report["recorded_messages"]["image"] >= 20
     assert m.relay_latency_p50_ms > 0  # the bare relay ran on the same inputs
+    summary = report["summary"]
+    # node-added latency: percentiles of per-frame differences (lifter - relay on the same image), over pairs
+    assert m.node_added_pairs >= 0.8 * 24 and summary["node_added_pairs"] == m.node_added_pairs
+    assert summary["node_added_p99_ms"] >= summary["node_added_p50_ms"] > 0
+    assert summary["node_receive_to_publish_p99_ms"] >= summary["node_receive_to_publish_p50_ms"] > 0
+    # the node as users get it: default QoS and parameters except the backend asked for here
+    assert summary["node_deviations"] == ["backend:=onnxruntime"]
+    assert summary["distinct_poses"] == 24 and summary["playback"] == "ping-pong"
+    # no CameraInfo lost: every one the camera published (warm-up included) reached the node
+    assert summary["camera_info_lost_in_dds"] == 0
+    assert summary["camera_info_received_by_node"] == summary["frames_sent"] > 24
 
 
 def test_the_recording_opens_with_standard_mcap_readers(tmp_path):
@@ -42,8 +52,7 @@ def test_the_recording_opens_with_standard_mcap_readers(tmp_path):
     from lbi_ros.ros.tools.demo import run_demo
     from lbi_ros.weights import default_weights_path
 
-    if not default_weights_path("default").is_file():
-        pytest.skip("shipped default weights are not in this checkout")
+    require(default_weights_path("default").is_file(), "shipped default weights are not in this checkout")
     result = run_demo(tmp_path, duration_s=1.0, rate_hz=10.0, backend="torch", relay=False)
     topics: dict[str, int] = {}
     with open(result.recording, "rb") as f:

@@ -21,6 +21,8 @@ from lbi_ros.model.config import ModelConfig
 from lbi_ros.runtime.io_spec import build_io_spec, example_inputs
 from lbi_ros.weights import SHIPPED, default_weights_path
 
+from .conftest import require
+
 # sha256 of the shipped files; update together with MODEL_CARD.md when the weights are retrained.
 SHIPPED_SHA256 = {
     "default": "99c3868b40e2091d4aed09912efa01ec8182b092b538b2cbfcfa3645b7e7a45e",
@@ -67,6 +69,76 @@ def test_known_prediction_gives_known_metrics() -> None:
     assert m["per_joint_mm"]["pelvis"] == pytest.approx(50.0)
 
 
+def test_h36m_mpjpe_is_the_mean_of_per_action_means() -> None:
+    """Human3.6M protocol: 3 'Walking' samples 10 mm off, 1 'Sitting' sample 30 mm off -> 20 mm (the
+    benchmark's mean over actions), 15 mm over samples beside it."""
+    rng = np.random.default_rng(1)
+    target = rng.normal(0, 0.3, (4, 17, 3))
+    target -= target[:, :1]
+    predicted = target.copy()
+    predicted[:3, 1:] += np.array([0.0, 0.0, 0.010])  # every non-root joint 10 mm deeper
+    predicted[3, 1:] += np.array([0.0, 0.030, 0.0])
+    actions = {"action": np.array(["Walking"] * 3 + ["Sitting"])}
+    scale = 16 / 17  # the root (pelvis) is exact
+    m = compute_metrics(predicted, target, actions, average_over="action")
+    assert m["averaged_over"] == "action"
+    assert m["mpjpe_mm"] == pytest.approx(20.0 * scale)
+    assert m["mpjpe_mm_per_sample"] == pytest.approx(15.0 * scale)
+    assert m["p_mpjpe_mm"] >= 0 and m["p_mpjpe_mm_per_sample"] >= 0
+    plain = compute_metrics(predicted, target, actions)
+    assert plain["averaged_over"] == "sample" and plain["mpjpe_mm"] == pytest.approx(15.0 * scale)
+    with pytest.raises(ValueError, match="average_over"):
+        compute_metrics(predicted, target, average_over="action")
+
+
+def test_pck_auc_leave_out_the_root_and_follow_the_3dhp_rule() -> None:
+    """PCK/AUC score every joint but the root by default (its error is 0 by construction) and count
+    error < threshold, so a perfect pose has AUC 30/31 (PCK at 0 mm is 0), as the 3DHP tool computes it."""
+    from lbi_ros.datasets.mpi_inf_3dhp import PCK_JOINTS
+
+    rng = np.random.default_rng(2)
+    target = rng.normal(0, 0.3, (5, 17, 3))
+    target -= target[:, :1]
+    m = compute_metrics(target.copy(), target)
+    assert m["pck150"] == pytest.approx(100.0) and m["auc"] == pytest.approx(100.0 * 30 / 31)
+    assert "pelvis" not in m["pck_joints"] and len(m["pck_joints"]) == 16
+    off = target.copy()
+    off[:, [7, 9]] += np.array([0.3, 0.0, 0.0])  # spine and neck_nose (3DHP 'spine', 'head') 300 mm off
+    assert compute_metrics(off, target)["pck150"] == pytest.approx(100.0 * 14 / 16)
+    official = compute_metrics(off, target, pck_joints=PCK_JOINTS)
+    assert official["pck150"] == pytest.approx(100.0) and len(official["pck_joints"]) == 14
+    assert {"pelvis", "spine", "neck_nose"}.isdisjoint(official["pck_joints"])
+    univ = target * 0.9  # height-normalised skeleton: PCK/AUC compare with it, MPJPE with the metric target
+    m = compute_metrics(univ, target, pck_target=univ, pck_joints=PCK_JOINTS)
+    assert m["pck150"] == pytest.approx(100.0) and m["mpjpe_mm"] > 10.0
+
+
+def test_3dhp_benchmark_set_scores_pck_on_the_universal_skeleton(tmp_path: Path) -> None:
+    """End to end through MPI3DHPDataset -> benchmark set -> evaluate_model: an oracle that outputs the
+    universal skeleton gets PCK 100 over the 14 official joints while its MPJPE against annot3 is not 0."""
+    from types import SimpleNamespace
+
+    from lbi_ros.datasets.mpi_inf_3dhp import PCK_JOINTS, MPI3DHPConfig, MPI3DHPDataset
+    from lbi_ros.evaluation import benchmark_eval_set
+
+    from .test_data_3dhp import write_sequence
+
+    write_sequence(tmp_path / "TS1.npz")
+    dataset = MPI3DHPDataset(MPI3DHPConfig(annot_dir=str(tmp_path), sequences=("TS1",)))
+    eval_set = benchmark_eval_set("mpi_inf_3dhp", dataset, ("scene",), pck_target="joints_3d_univ",
+                                  pck_joints=PCK_JOINTS)
+
+    class Oracle(torch.nn.Module):
+        def forward(self, **feeds: torch.Tensor) -> SimpleNamespace:
+            n = feeds["keypoints_crop"].shape[0]
+            return SimpleNamespace(joints_3d=torch.as_tensor(eval_set.extras["joints_3d_univ"][:n]),
+                                   joints_3d_coarse=None)
+
+    metrics, _ = evaluate_model(Oracle(), eval_set, batch_size=len(eval_set))
+    assert metrics["pck150"] == pytest.approx(100.0) and metrics["auc"] == pytest.approx(100.0 * 30 / 31)
+    assert metrics["mpjpe_mm"] > 10.0 and len(metrics["pck_joints"]) == 14
+
+
 def test_viewpoint_azimuth() -> None:
     pose = np.zeros((1, 17, 3))
     pose[0, 8] = [0, -0.5, 0]  # thorax above the pelvis (y down)
@@ -85,6 +157,42 @@ def test_rendered_set_is_deterministic_and_labelled(tmp_path: Path) -> None:
     assert set(a.labels["style"]) == {"old", "tired"}  # only the test clips
     every = rendered_eval_set(str(cache), None, 8, seed=1)
     assert set(every.labels["style"]) == {"normal", "old", "tired", "happy"}
+
+
+def test_rendered_set_crops_without_box_jitter(tmp_path: Path) -> None:
+    """Evaluation crops are the deployment box rule on the noisy keypoints, even when the rendering config
+    asks for training jitter; every other random choice of a sample stays what it was with jitter."""
+    from dataclasses import replace
+
+    from lbi_ros.preprocess import compute_crop_box
+    from lbi_ros.synth.dataset import SyntheticDataConfig
+
+    cache = write_cache(tmp_path / "cache")
+    data = SyntheticDataConfig()
+    assert data.box_jitter_scale > 0 and data.box_jitter_shift > 0  # training keeps its augmentation
+    eval_set = rendered_eval_set(str(cache), "test", 6, seed=1, data=replace(data, box_jitter_scale=0.3))
+    for kp, box in zip(eval_set.extras["keypoints_px"], eval_set.extras["box"], strict=True):
+        rule = compute_crop_box(kp, data.crop)
+        assert rule is not None
+        np.testing.assert_allclose(box, [rule.cx, rule.cy, rule.w, rule.h], rtol=1e-6)
+    from lbi_ros.evaluation.sets import _FrameRenderSet
+
+    jittered = _FrameRenderSet(replace(data, cache_dir=str(cache), split="test"), None, None)
+    sample = jittered.render_frame(None, np.random.default_rng([1, 0]))
+    plain = rendered_eval_set("", None, 1, seed=1)
+    np.testing.assert_array_equal(plain.extras["keypoints_px"][0], sample["keypoints_px"])  # same draws
+    assert not np.allclose(plain.extras["box"][0], sample["box"])  # only the box differs
+
+
+def test_eval_cli_defaults_to_the_test_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cache = write_cache(tmp_path / "cache")
+    config = ModelConfig(kind="lift2d", dim=32, num_heads=2, depth_lift2d=1)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", build_model(config), config)
+    out = tmp_path / "m.json"
+    assert cli_main(["eval", str(ckpt), "--data", str(cache), "--num-samples", "6", "--latency-repeats", "0",
+                     "--json", str(out)]) == 0
+    assert "split: test (default) - held-out styles, same actors" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())["per_label"]["style"]) == {"old", "tired"}  # no training style
 
 
 def test_eval_cli_and_report(tmp_path: Path) -> None:
@@ -131,13 +239,14 @@ def test_benchmark_fixtures_evaluate(tmp_path: Path) -> None:
                      "--latency-repeats", "0", "--json", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["num_samples"] == 2 * 4 * 6 and "Walking" in metrics["per_label"]["action"]
+    per_action = [g["mpjpe_mm"] for g in metrics["per_label"]["action"].values()]
+    assert metrics["averaged_over"] == "action" and metrics["mpjpe_mm"] == pytest.approx(np.mean(per_action))
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_weights_hash_config_and_run(name: str) -> None:
     path = default_weights_path(name)
-    if not path.is_file():
-        pytest.skip(f"{path.name} is not in this checkout")
+    require(path.is_file(), f"{path.name} is not in this checkout")
     assert path.stat().st_size <= 16 * 2**20
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert SHIPPED_SHA256[name] and digest == SHIPPED_SHA256[name], f"{path.name} changed: sha256 {digest}"
@@ -167,14 +276,14 @@ def test_3dhp_eval_config_on_fixture_files(tmp_path: Path) -> None:
                      "--json", str(out)]) == 0
     metrics = json.loads(out.read_text())
     assert metrics["num_samples"] == 12 and set(metrics["per_label"]["scene"]) == {"GS", "Outdoor"}
+    assert len(metrics["pck_joints"]) == 14 and "pelvis" not in metrics["pck_joints"]
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_weights_lift_in_the_node_pipeline(name: str) -> None:
     """The shipped weights behind the node's path (TorchBackend -> LiftingPipeline) on a rendered frame."""
     path = default_weights_path(name)
-    if not path.is_file():
-        pytest.skip(f"{path.name} is not in this checkout")
+    require(path.is_file(), f"{path.name} is not in this checkout")
     from lbi_ros.geometry import Intrinsics
     from lbi_ros.input_checks import PersonKeypoints
     from lbi_ros.pipeline import LiftingPipeline

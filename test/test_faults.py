@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import requires_ros
+from .conftest import require, requires_ros
 from .node_harness import Client, assert_at, connected_client, good_person, start_lifter, stop
 
 pytestmark = [pytest.mark.ros, requires_ros]
@@ -102,12 +102,12 @@ def owned_segments(pid: int) -> set[str]:
     return names
 
 
-@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm: Fast DDS shared memory is not in use")
 def test_sigkill_leaves_nothing_that_blocks_the_next_start(oracle_onnx, ros_domain, ros_log_dir,  # noqa: F811
                                                            tmp_path):
     """SIGKILL skips every clean-up; the next node must start and work, and remove what the dead one left.
 
     Its own namespace and node name keep it apart from any other lifter of this run."""
+    require(Path("/dev/shm").is_dir(), "no /dev/shm: Fast DDS shared memory is not in use")
     remaps = ("__ns:=/sigkill", "__node:=lbi_lifter_sigkill")
     log_b, log_c = tmp_path / "b.log", tmp_path / "c.log"
     proc_b = start_lifter(oracle_onnx, ros_domain, ros_log_dir, log_b, remaps=remaps)

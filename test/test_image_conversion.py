@@ -78,3 +78,51 @@ def test_lies_are_rejected_with_a_reason(conv, mutate, reason):
     with pytest.raises(conv.ImageError) as info:
         conv.image_to_rgb(msg)
     assert info.value.reason == reason
+
+
+# -- sensor_msgs/CompressedImage (image_transport "compressed") -------------------------------------------
+_U, _V = np.meshgrid(np.arange(64) * 4, np.arange(48) * 5)
+SMOOTH = np.dstack([_U, _V, np.full((48, 64), 128)]).astype(np.uint8)  # jpeg-friendly gradients, channels differ
+
+
+@pytest.mark.parametrize("fmt, tolerance", [("png", 0), ("jpeg", 8)])
+def test_compressed_round_trip(conv, fmt, tolerance):
+    msg = conv.rgb_to_compressed(SMOOTH, fmt=fmt)
+    assert msg.format == f"rgb8; {fmt} compressed bgr8"  # what image_transport's compressed publisher writes
+    rgb = conv.message_to_rgb(msg)
+    assert rgb.shape == SMOOTH.shape and rgb.dtype == np.uint8
+    assert np.abs(rgb.astype(int) - SMOOTH).mean() <= tolerance  # channel order kept: an RGB/BGR swap is ~100
+
+
+def test_compressed_bare_format_and_grey(conv):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    grey = SMOOTH[:, :, 0]
+    msg = CompressedImage(format="png")
+    msg.data = cv2.imencode(".png", grey)[1].tobytes()
+    np.testing.assert_array_equal(conv.compressed_to_rgb(msg), np.repeat(grey[:, :, None], 3, axis=2))
+
+
+@pytest.mark.parametrize("fmt, data, reason", [
+    ("jpeg", b"\xff\xd8 not really a jpeg", "undecodable_image"),
+    ("png", b"", "undecodable_image"),
+    ("jpeg", None, "undecodable_image"),  # a truncated jpeg
+    ("16UC1; compressedDepth png", None, "unsupported_encoding"),
+    ("theora", b"\x00" * 16, "unsupported_encoding"),
+])
+def test_undecodable_compressed_is_an_image_error(conv, fmt, data, reason):
+    from sensor_msgs.msg import CompressedImage
+
+    msg = CompressedImage(format=fmt)
+    msg.data = data if data is not None else bytes(conv.rgb_to_compressed(SMOOTH).data)[:200]
+    with pytest.raises(conv.ImageError) as info:
+        conv.message_to_rgb(msg)
+    assert info.value.reason == reason
+
+
+def test_compressed_image_above_the_size_limit(conv):
+    msg = conv.rgb_to_compressed(np.zeros((4, 40, 3), np.uint8), fmt="png")
+    with pytest.raises(conv.ImageError) as info:
+        conv.compressed_to_rgb(msg, max_side=32)
+    assert info.value.reason == "image_too_large"

@@ -76,6 +76,11 @@ def test_pck_auc_thresholds() -> None:
     near = target + np.array([0.0725, 0.0, 0.0])  # within 75..150 mm thresholds: 16 of 31
     assert m.auc(near, target) == pytest.approx(100 * 16 / 31)
     assert float(m.auc(torch.tensor(near), torch.tensor(target))) == pytest.approx(100 * 16 / 31)
+    # strict (the MPI-INF-3DHP tool's error < t): a tie at a threshold is a miss, so PCK at 0 mm is 0
+    on_edge = target + np.array([0.15, 0.0, 0.0])
+    assert m.pck(on_edge, target) == 100.0 and m.pck(on_edge, target, strict=True) == 0.0
+    assert m.auc(target, target, strict=True) == pytest.approx(100 * 30 / 31)
+    assert float(m.auc(torch.tensor(target), torch.tensor(target), strict=True)) == pytest.approx(100 * 30 / 31)
 
 
 def test_shape_and_type_errors() -> None:

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from .conftest import require_module
+
+onnx = require_module("onnx")
+require_module("onnxruntime")
 
 from lbi_ros.model import ModelConfig, build_model  # noqa: E402
 from lbi_ros.runtime.io_spec import BATCH_AXIS, build_io_spec, io_spec_from_metadata  # noqa: E402

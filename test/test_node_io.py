@@ -15,7 +15,7 @@ import pytest
 
 from lbi_ros.ros.environment import popen_ros
 
-from .conftest import requires_ros
+from .conftest import require, requires_ros
 from .test_node import latest_counters, spin_until
 
 pytestmark = [pytest.mark.ros, requires_ros]
@@ -27,8 +27,7 @@ def weights():
     from lbi_ros.weights import default_weights_path
 
     path = default_weights_path("default")
-    if not path.is_file():
-        pytest.skip("shipped default weights are not in this checkout")
+    require(path.is_file(), "shipped default weights are not in this checkout")
     return path
 
 
@@ -131,7 +130,10 @@ def test_outputs_match_the_pipeline_called_directly(node_io, weights):
     assert {m.ns for m in markers} == {f"lbi/{pid}" for pid in frame.person_ids}
     children = {t.child_frame_id for t in outputs_at(got, "tf", sec)[0].transforms}
     assert {"body_walker", "body_guide"} <= children and any(c.startswith("l_wrist_") for c in children)
-    assert all(t.header.frame_id == FRAME_ID for t in outputs_at(got, "tf", sec)[0].transforms)
+    # REP-155: body_<id> under the camera frame, joint frames under their body_<id>
+    parents = {t.child_frame_id: t.header.frame_id for t in outputs_at(got, "tf", sec)[0].transforms}
+    assert all(parent == (FRAME_ID if child.startswith("body_") else f"body_{child.rsplit('_', 1)[1]}")
+               for child, parent in parents.items())
 
 
 def test_empty_person_list_deletes_all_markers(node_io):

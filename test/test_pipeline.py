@@ -14,6 +14,8 @@ from lbi_ros.pipeline import LiftingPipeline
 from lbi_ros.runtime.torch_backend import TorchBackend
 from lbi_ros.skeleton import STANDING_POSE_M
 
+from .conftest import require
+
 INTR = Intrinsics(500.0, 500.0, 320.0, 240.0)
 STANDING = STANDING_POSE_M
 
@@ -24,8 +26,8 @@ def pipeline(request):
     from lbi_ros.runtime.factory import create_backend
     from lbi_ros.weights import default_weights_path
 
-    if not default_weights_path(request.param).is_file():
-        pytest.skip(f"shipped weights {request.param!r} are not in this checkout")
+    require(default_weights_path(request.param).is_file(),
+            f"shipped weights {request.param!r} are not in this checkout")
     return LiftingPipeline(create_backend(request.param, "torch"), limits=InputLimits(min_visible_joints=6))
 
 

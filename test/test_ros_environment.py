@@ -92,3 +92,46 @@ def test_started_processes_are_stopped_by_the_safety_net(tmp_path):
         proc = popen_ros(["python", "-c", "import time; time.sleep(600)"], reservation.domain_id, tmp_path)
         assert proc.pid in stop_started_processes(timeout_s=5)
     assert proc.poll() is not None
+
+
+def test_the_large_frames_profile_is_valid_xml_and_what_every_process_gets(tmp_path):
+    """config/fastdds_large_frames.xml parses, defines a default participant whose transports all exist, with a
+    shared-memory segment that holds several 640x480 rgb8 frames; the environment (and so every started
+    process) points Fast DDS at it, and the launch file passes it on."""
+    import xml.etree.ElementTree as ElementTree
+    from pathlib import Path
+
+    from lbi_ros.ros.environment import PROFILE_VARIABLES, large_frames_profile
+
+    profile = large_frames_profile()
+    root_dir = Path(__file__).resolve().parents[1]
+    assert profile == root_dir / "config" / "fastdds_large_frames.xml"
+    ns = {"dds": "http://www.eprosima.com"}
+    tree = ElementTree.parse(profile)
+    descriptors = {d.findtext("dds:transport_id", namespaces=ns): d
+                   for d in tree.iterfind(".//dds:transport_descriptor", ns)}
+    participant = tree.find(".//dds:participant[@is_default_profile='true']", ns)
+    assert participant is not None
+    used = [t.text for t in participant.iterfind("dds:rtps/dds:userTransports/dds:transport_id", ns)]
+    assert used and set(used) <= set(descriptors)
+    shm = [d for name, d in descriptors.items() if name in used and d.findtext("dds:type", namespaces=ns) == "SHM"]
+    assert len(shm) == 1 and int(shm[0].findtext("dds:segment_size", namespaces=ns)) >= 8 * 640 * 480 * 3
+
+    env = ros_environment(42, tmp_path, base={"PATH": "/usr/bin"})
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"] == str(profile)
+    assert not set(PROFILE_VARIABLES) & set(ros_environment(42, tmp_path, base=env, large_frames=False))
+    own = {"FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_dds.xml"}  # a profile the user chose is kept
+    assert ros_environment(42, tmp_path, base=own)["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/my_dds.xml"
+    script = "import os; print(os.environ.get('FASTDDS_DEFAULT_PROFILES_FILE'))"
+    with reserve_domain_id() as reservation:
+        proc = popen_ros(["python", "-c", script], reservation.domain_id, tmp_path, stdout=subprocess.PIPE, text=True,
+                         env={"PATH": "/usr/bin"})
+        assert proc.communicate(timeout=60)[0].strip() == str(profile)
+    assert "fastdds_large_frames.xml" in (root_dir / "launch" / "lift.launch.py").read_text()
+
+
+def test_a_copy_with_a_bigger_segment(tmp_path):
+    from lbi_ros.ros.dds_shm import write_large_frames_profile
+
+    text = write_large_frames_profile(tmp_path / "p.xml", 48 << 20).read_text()
+    assert f"<segment_size>{48 << 20}</segment_size>" in text and text.count("<segment_size>") == 1

@@ -78,23 +78,52 @@ def test_invalid_joints_have_no_bones():
 
 def test_tf_frames_rep155_names_and_body_orientation():
     from lbi_ros.ros.tf_frames import body_rotation, frame_suffix, skeleton_transforms
+    from lbi_ros.skeleton import REP155_FRAME_NAMES
 
-    tf = skeleton_transforms(header(), [person("person 7/a")])
+    p = person("p7")
+    tf = skeleton_transforms(header(), [p])
     children = [t.child_frame_id for t in tf.transforms]
-    assert children[0] == "body_person_7_a" and "l_wrist_person_7_a" in children and len(children) == 17
-    assert all(t.header.frame_id == "cam_optical" and t.header.stamp.nanosec == 345 for t in tf.transforms)
+    # body + the 15 other joints REP-155 has a link for (H36M's top of head has none)
+    assert children[0] == "body_p7" and "l_wrist_p7" in children and "head_p7" in children and len(children) == 16
+    assert set(children[1:]) == {f"{n}_p7" for n in REP155_FRAME_NAMES[1:] if n is not None}
+    assert all(t.header.stamp.sec == 12 and t.header.stamp.nanosec == 345 for t in tf.transforms)
+    # REP-155: body_<id> hangs off the camera frame, every joint frame off body_<id>
+    assert tf.transforms[0].header.frame_id == "cam_optical"
+    assert all(t.header.frame_id == "body_p7" for t in tf.transforms[1:])
     body = tf.transforms[0].transform
     assert body.translation.z == pytest.approx(4.0)
     q = np.array([body.rotation.x, body.rotation.y, body.rotation.z, body.rotation.w])
     assert np.linalg.norm(q) == pytest.approx(1.0)
-    r = body_rotation(person("x").joints_cam_m)
+    r = body_rotation(p.joints_cam_m)
     np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-9)
     assert np.linalg.det(r) == pytest.approx(1.0)
     # facing the camera: body x (forward) points back at the camera (-z), body z (up) is camera -y
     assert r[2, 0] < -0.9 and r[1, 2] < -0.9
-    assert frame_suffix("") == "unknown"
+    # chaining camera -> body -> joint gives the joint's camera-frame position back
+    by_name = {t.child_frame_id: t.transform.translation for t in tf.transforms}
+    for j, stem in enumerate(REP155_FRAME_NAMES):
+        if stem is None or j == 0:
+            continue
+        local = by_name[f"{stem}_p7"]
+        np.testing.assert_allclose(p.joints_cam_m[0] + r @ [local.x, local.y, local.z], p.joints_cam_m[j], atol=1e-9)
+    assert frame_suffix("") == frame_suffix("") != ""
     no_joints = skeleton_transforms(header(), [person("a")], joint_frames=False)
     assert [t.child_frame_id for t in no_joints.transforms] == ["body_a"]
+
+
+def test_sanitised_person_ids_never_share_frames():
+    from lbi_ros.ros.tf_frames import _UNSAFE, frame_suffix, frame_suffixes, skeleton_transforms
+
+    ids = ["a/b", "a b", "a_b", "a.b", "", "ü"]  # all but "a_b" sanitise to "a_b" or "_" / ""
+    suffixes = frame_suffixes(ids)
+    assert len(set(suffixes)) == len(ids) and suffixes[2] == "a_b"  # a safe id keeps its name
+    assert all(not _UNSAFE.search(s) and s for s in suffixes)
+    assert frame_suffixes(list(reversed(ids))) == list(reversed(suffixes))  # deterministic, order-free
+    assert frame_suffixes(["a b"]) == [frame_suffix("a b")] == [suffixes[1]]  # the same id, the same name
+    impostor = frame_suffix("a/b")  # an id that is literally another id's sanitised form
+    assert len(set(frame_suffixes(["a/b", impostor]))) == 2
+    tf = skeleton_transforms(header(), [person(i, x=k) for k, i in enumerate(ids)], joint_frames=False)
+    assert len({t.child_frame_id for t in tf.transforms}) == len(ids)
 
 
 def test_quaternion_round_trip():

@@ -6,14 +6,17 @@ the ONNX exported from a checkpoint is cached by the checkpoint's hash and re-ex
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from .conftest import require, require_module
+
+require_module("onnx")
+require_module("onnxruntime")
 
 from lbi_ros.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
 from lbi_ros.model import ModelConfig, build_model  # noqa: E402
@@ -49,8 +52,9 @@ def checkpoints(workdir: Path) -> dict[str, Path]:
 def test_every_available_backend_matches_pytorch(backend_name: str, model_name: str, checkpoints: dict[str, Path],
                                                  workdir: Path) -> None:
     reason = unavailable_reason(backend_name)
-    if reason:
+    if reason and backend_name == "tensorrt":  # gpu-marked: skips without a GPU, everywhere
         pytest.skip(f"{backend_name} unavailable here: {reason}")
+    require(reason is None, f"{backend_name} unavailable here: {reason}")
     backend = create_backend(checkpoints[model_name], backend_name, cache_dir=workdir / "cache", device="auto")
     assert isinstance(backend, InferenceBackend) and backend.name == backend_name
     model, checkpoint = load_model(checkpoints[model_name])
@@ -64,14 +68,16 @@ def test_every_available_backend_matches_pytorch(backend_name: str, model_name: 
         backend.infer({})
 
 
-def test_auto_picks_onnxruntime_on_this_cpu_machine(checkpoints: dict[str, Path], workdir: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_picks_the_fastest_available_backend(checkpoints: dict[str, Path], workdir: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """TensorRT where a GPU and TensorRT are present, else ONNX Runtime, saying why TensorRT was passed over."""
     availability = backend_availability()
-    if availability["tensorrt"] is None:
-        pytest.skip("TensorRT and a GPU are present here: auto picks TensorRT")
     assert availability["onnxruntime"] is None and availability["torch"] is None
     with caplog.at_level(logging.INFO, logger="lbi_ros.runtime.factory"):
         backend = create_backend(checkpoints["lbi"], "auto", cache_dir=workdir / "cache")
+    if availability["tensorrt"] is None:
+        assert backend.name == "tensorrt" and "backend auto -> tensorrt" in caplog.text
+        return
     assert backend.name == "onnxruntime"
     assert "backend auto -> onnxruntime" in caplog.text
     assert f"tensorrt: {availability['tensorrt']}" in caplog.text, "auto must log why TensorRT was passed over"
@@ -104,15 +110,16 @@ def test_exported_onnx_is_cached_by_checkpoint_hash_and_rebuilt_when_damaged(che
 
 def test_factory_errors_at_start_up(checkpoints: dict[str, Path], tmp_path: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from lbi_ros.runtime import factory
+    from lbi_ros import weights
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         create_backend(tmp_path / "missing.safetensors")
-    monkeypatch.setattr(factory, "shipped_weights", lambda name="default": tmp_path / "lbi_default.safetensors")
+    monkeypatch.setattr(weights, "WEIGHTS_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="shipped default weights are not installed"):
         create_backend(None)
-    monkeypatch.setattr(factory, "shipped_weights", lambda name="default": checkpoints["tiny"])
+    shutil.copyfile(checkpoints["tiny"], tmp_path / weights.SHIPPED["default"])
     assert create_backend("", "torch").io_spec == build_io_spec(CONFIGS["tiny"]), "empty = the shipped weights"
+    assert create_backend("default", "torch").io_spec == build_io_spec(CONFIGS["tiny"]), "a shipped name"
     with pytest.raises(ValueError, match="unknown backend 'tflite'"):
         create_backend(checkpoints["lift2d"], "tflite")
     wrong = tmp_path / "model.pt"
@@ -125,9 +132,14 @@ def test_factory_errors_at_start_up(checkpoints: dict[str, Path], tmp_path: Path
         create_backend(checkpoints["lift2d"], "torch", device="tpu")
 
 
-def test_unavailable_backend_raises_with_the_reason(checkpoints: dict[str, Path], tmp_path: Path) -> None:
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present")
+def test_unavailable_backend_raises_with_the_reason(checkpoints: dict[str, Path], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU machine too: the reasons are those of a machine without CUDA (the checks are patched)."""
+    from lbi_ros.runtime import tensorrt_backend, torch_backend
+
+    reason = "no CUDA device (patched)"
+    monkeypatch.setattr(tensorrt_backend, "tensorrt_unavailable_reason", lambda: reason)
+    monkeypatch.setattr(torch_backend, "cuda_unavailable_reason", lambda: reason)
     with pytest.raises(RuntimeError, match="'tensorrt' is unavailable: no CUDA device"):
         create_backend(checkpoints["lift2d"], "tensorrt", cache_dir=tmp_path)
     with pytest.raises(RuntimeError, match="no CUDA device"):

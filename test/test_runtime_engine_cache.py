@@ -1,6 +1,6 @@
 """Engine cache: the key covers every component, a stale or corrupt engine is rejected and rebuilt, atomic
 files, one build at a time. Engines are real: built by TensorRT-RTX, which builds on a CPU-only machine
-(skipped with the reason where tensorrt_rtx is absent). Deserialising needs a GPU, so the loader step is
+(skipped with the reason where tensorrt_rtx is absent; a failure under CI=true, where setup installs it). Deserialising needs a GPU, so the loader step is
 exercised through its contract (raise / return None = deserialisation failed); the GPU tests do it for real.
 """
 
@@ -26,9 +26,16 @@ from lbi_ros.runtime.engine_cache import (
 from lbi_ros.runtime.safe_files import file_lock, sha256_file
 from lbi_ros.runtime.trt_check import import_tensorrt_rtx
 
-pytest.importorskip("onnxruntime")
+from .conftest import require, require_module
+
+require_module("onnxruntime")
 RTX, RTX_REASON = import_tensorrt_rtx()
-needs_rtx = pytest.mark.skipif(RTX is None, reason=f"no real TensorRT builder on this machine: {RTX_REASON}")
+needs_rtx = pytest.mark.usefixtures("_require_rtx")
+
+
+@pytest.fixture
+def _require_rtx() -> None:
+    require(RTX is not None, f"no real TensorRT builder on this machine: {RTX_REASON}")
 PROFILE = BatchProfile(1, 2, 4)
 TINY = ModelConfig(kind="lift2d", dim=32, num_heads=2, depth_lift2d=1)
 
@@ -46,8 +53,7 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def real_engine(tiny_onnx: Path) -> bytes:
     """A real serialized engine (TensorRT-RTX, built on this CPU)."""
-    if RTX is None:
-        pytest.skip(f"no real TensorRT builder on this machine: {RTX_REASON}")
+    require(RTX is not None, f"no real TensorRT builder on this machine: {RTX_REASON}")
     data, _ = build_serialized_engine(RTX, tiny_onnx, PROFILE)
     return data
 
@@ -227,13 +233,14 @@ def test_lock_timeout_is_a_clear_error(tiny_onnx: Path, tmp_path: Path) -> None:
 
 # --- the GPU path -------------------------------------------------------------------------------------------
 def test_build_engine_cli_without_gpu_exits_nonzero(tiny_onnx: Path, tmp_path: Path,
-                                                    caplog: pytest.LogCaptureFixture) -> None:
+                                                    caplog: pytest.LogCaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine without a GPU (the check is patched, so it runs on GPU machines too)."""
     from lbi_ros.cli.main import main
-    from lbi_ros.runtime.tensorrt_backend import tensorrt_unavailable_reason
+    from lbi_ros.runtime import tensorrt_backend
 
-    reason = tensorrt_unavailable_reason()
-    if reason is None:
-        pytest.skip("TensorRT and a GPU are present: the GPU test covers build-engine")
+    reason = "no CUDA device (patched)"
+    monkeypatch.setattr(tensorrt_backend, "tensorrt_unavailable_reason", lambda: reason)
     assert main(["build-engine", str(tiny_onnx), "--cache-dir", str(tmp_path)]) == 1
     assert "cannot build a TensorRT engine on this machine" in caplog.text and reason in caplog.text
     assert not list(tmp_path.glob("*.engine"))

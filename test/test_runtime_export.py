@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+from .conftest import require, require_module
+
+onnx = require_module("onnx")
+require_module("onnxruntime")
 
 from lbi_ros.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
 from lbi_ros.model import ModelConfig, build_model  # noqa: E402
@@ -18,6 +20,11 @@ from lbi_ros.runtime.fp16 import FP16_TOLERANCE, fp16_available, model_precision
 from lbi_ros.runtime.io_spec import build_io_spec  # noqa: E402
 from lbi_ros.runtime.ort_backend import OnnxRuntimeBackend  # noqa: E402
 from lbi_ros.runtime.trt_check import import_tensorrt_rtx  # noqa: E402
+
+
+@pytest.fixture
+def _require_fp16() -> None:
+    require(fp16_available() is None, f"fp16 conversion unavailable: {fp16_available()}")
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +52,7 @@ def test_lbi_export_cli_reports_parity_and_tensorrt_check(checkpoint: Path, tmp_
     assert OnnxRuntimeBackend(out).io_spec == build_io_spec(model.config)
 
 
-@pytest.mark.skipif(fp16_available() is not None, reason=f"fp16 conversion unavailable: {fp16_available()}")
+@pytest.mark.usefixtures("_require_fp16")
 def test_fp16_export_stays_within_the_documented_bound(checkpoint: Path, tmp_path: Path) -> None:
     report = export_checkpoint(checkpoint, tmp_path / "model16.onnx", precision="fp16")
     assert report.parity_ok, report.max_abs_error

@@ -106,10 +106,32 @@ def test_mpi_inf_3dhp_mapping_is_a_permutation() -> None:
 
 
 def test_rep155_frame_names() -> None:
+    """Every TF link name is one REP-155's kinematic model of the human lists; joints it has no link for
+    (H36M's top of the head) get none."""
+    rep155_links = {"body", "waist", "torso", "head"} | {f"{side}_{joint}" for side in "lr" for joint in
+                                                          ("shoulder", "elbow", "wrist", "hip", "knee", "ankle")}
     names = sk.REP155_FRAME_NAMES
-    assert len(names) == 17 and len(set(names)) == 17
-    assert not any(n.startswith("/") for n in names)
+    named = [n for n in names if n is not None]
+    assert len(names) == 17 and len(set(named)) == len(named) == 16
+    assert set(named) <= rep155_links and not any(n.startswith("/") for n in named)
     assert names[0] == "body" and names[sk.H36M17.index("l_wrist")] == "l_wrist"
+    assert names[sk.H36M17.index("spine")] == "waist" and names[sk.H36M17.index("thorax")] == "torso"
+    assert names[sk.H36M17.index("neck_nose")] == "head" and names[sk.H36M17.index("head")] is None
+
+
+def test_coco_dataset_keypoint_names_are_accepted_for_coco17() -> None:
+    coco = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+            "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
+            "right_knee", "left_ankle", "right_ankle")  # the COCO dataset's person_keypoints categories
+    assert sk.COCO_DATASET_KEYPOINT_NAMES == coco
+    assert sk.names_match(sk.COCO17, coco) and sk.names_match(sk.COCO17, sk.COCO17.joint_names)
+    assert sk.names_match(sk.COCO17, [n.upper() for n in coco])  # case-insensitive
+    assert not sk.names_match(sk.COCO17, coco[:5] + (coco[6], coco[5]) + coco[7:])  # shoulders swapped
+    assert sk.joint_set_from_names(coco) is sk.COCO17 and sk.joint_set_from_names(("a", "b")) is None
+    mediapipe = sk.JOINT_NAME_ALIASES["mediapipe33"][0]
+    assert mediapipe[9:11] == ("mouth_left", "mouth_right") and mediapipe[31] == "left_foot_index"
+    for joint_set in sk.JOINT_SETS.values():  # the aliases of different sets never collide
+        assert sk.joint_set_from_names(joint_set.joint_names) is joint_set
 
 
 def test_errors_are_clear() -> None:

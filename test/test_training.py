@@ -16,7 +16,7 @@ from lbi_ros.evaluation import rendered_eval_set
 from lbi_ros.metrics import mpjpe
 from lbi_ros.training.config import TrainConfig, load_train_config
 from lbi_ros.training.losses import bone_length_loss, gaussian_nll, mpjpe_loss, pose_loss
-from lbi_ros.training.trainer import FINAL_WEIGHTS, lr_factor, train
+from lbi_ros.training.trainer import FINAL_WEIGHTS, LAST_WEIGHTS, lr_factor, train
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "train"
 TINY_MODEL = {"dim": 32, "num_heads": 2, "depth_stage1": 2, "pgtl_layer": 0, "depth_stage2": 1, "drop_path": 0.1}
@@ -102,6 +102,43 @@ def test_two_phase_smoke_run_freezes_stage1_and_writes_a_loadable_checkpoint(tmp
     trained = model.state_dict()
     assert not torch.equal(fresh["coarse_head.linear.weight"], trained["coarse_head.linear.weight"])
     assert not torch.equal(fresh["refined_head.linear.weight"], trained["refined_head.linear.weight"])
+
+
+def test_phase2_leaves_stage1_untouched_and_phase1_leaves_stage2_untouched(tmp_path: Path, val_set) -> None:
+    """Weight snapshots: after phase 1 (the run stopped at the phase boundary) and after phase 2. Every
+    stage-1 tensor (encoder, token embeddings, stage-1 layers, coarse head; parameters and buffers such as
+    BatchNorm statistics) is bit-identical across phase 2, every stage-2 parameter changed; phase 1 left
+    stage 2 at its initial values."""
+    from lbi_ros.model import build_model
+
+    config = tiny_config(tmp_path / "run", phase1=2, phase2=3)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    stage1_ids = {id(t) for m in model._stage1_modules() for t in [*m.parameters(), *m.buffers()]}
+    stage2_ids = {id(p) for p in model.stage2_parameters()}
+    stage2_buffer_ids = {id(b) for m in model._stage2_modules() for b in m.buffers()}
+    tensors = [(k, t) for k, t in [*model.named_parameters(), *model.named_buffers()] if k in initial]  # saved
+    stage1 = {k for k, t in tensors if id(t) in stage1_ids}
+    stage2 = {k for k, p in model.named_parameters() if id(p) in stage2_ids}  # trained in phase 2
+    stage2_buffers = {k for k, t in tensors if id(t) in stage2_buffer_ids}
+    assert stage1 and stage2 and not stage1 & (stage2 | stage2_buffers)
+    assert stage1 | stage2 | stage2_buffers == {k for k, _ in tensors}, \
+        "every tensor belongs to one stage: none can be trained in phase 2 by accident"
+
+    assert train(config, stop_after=2, validation_set=val_set).step == 2
+    after_phase1 = read_checkpoint(tmp_path / "run" / LAST_WEIGHTS).state_dict
+    assert train(config, validation_set=val_set).step == 5
+    after_phase2 = read_checkpoint(tmp_path / "run" / FINAL_WEIGHTS).state_dict
+
+    changed_in_phase1 = [k for k in stage1 if not torch.equal(initial[k], after_phase1[k])]
+    assert changed_in_phase1, "phase 1 trains stage 1"
+    assert all(torch.equal(initial[k], after_phase1[k]) for k in stage2 | stage2_buffers), \
+        "phase 1 left stage 2 as initialised"
+    moved = sorted(k for k in stage1 if not torch.equal(after_phase1[k], after_phase2[k]))
+    assert not moved, f"phase 2 changed stage-1 tensors: {moved}"
+    still = sorted(k for k in stage2 if torch.equal(after_phase1[k], after_phase2[k]))
+    assert not still, f"phase 2 did not train: {still}"
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path: Path, val_set) -> None:

@@ -1,7 +1,9 @@
 """``lbi bench model [--backends all] [--json PATH]``: cost of the lifters on every backend that runs here.
 
 For each model config (default: config/model/lbi.yaml and config/model/lift2d.yaml) it builds the
-network (seed 0), writes it as a checkpoint and opens it through :func:`lbi_ros.runtime.factory.create_backend`
+network (seed 0), writes it as a checkpoint, or with ``--checkpoint`` (repeatable: a ``.safetensors`` file
+or ``default`` / ``baseline-2d``, resolved by :func:`lbi_ros.weights.resolve_checkpoint`) loads trained
+weights instead, and opens it through :func:`lbi_ros.runtime.factory.create_backend`
 (the node's code path: ONNX export, engine cache and all) once per backend variant:
 
 =====================  ===========================================================================
@@ -107,6 +109,9 @@ class BenchRow:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", action="append", type=Path, metavar="PATH",
                         help="model YAML, repeatable (default: config/model/lbi.yaml and lift2d.yaml)")
+    parser.add_argument("--checkpoint", action="append", metavar="CKPT",
+                        help="trained weights instead of configs, repeatable: a .safetensors file or 'default' / "
+                             "'baseline-2d' (shipped weights)")
     parser.add_argument("--backends", default="all",
                         help=f"'all' (every variant available here) or a comma list of {list(VARIANT_BY_LABEL)}")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the rows as a JSON list")
@@ -194,19 +199,25 @@ def select_variants(spec: str) -> tuple[list[Variant], dict[str, str]]:
 
 
 def bench_model(name: str, config: Any, variants: list[Variant], batches: list[int], threads: int, warmup: int,
-                iters: int, workdir: Path, skipped: dict[str, str]) -> list[BenchRow]:
+                iters: int, workdir: Path, skipped: dict[str, str], checkpoint: Path | None = None) -> list[BenchRow]:
+    """Rows for one network: ``config`` built with seed 0, or (``checkpoint`` given) that file's weights."""
     import torch
 
-    from lbi_ros.checkpoint import save_checkpoint
+    from lbi_ros.checkpoint import load_model, save_checkpoint
     from lbi_ros.model import build_model, count_parameters
     from lbi_ros.runtime.factory import create_backend, parity_errors
     from lbi_ros.runtime.io_spec import build_io_spec, example_inputs
 
-    torch.manual_seed(0)
-    model = build_model(config).eval()
+    if checkpoint is None:
+        torch.manual_seed(0)
+        model = build_model(config).eval()
+        checkpoint = save_checkpoint(workdir / f"{name}.safetensors", model, config)
+    else:
+        model, loaded = load_model(checkpoint)
+        model.eval()
+        config = loaded.model_config
     params = count_parameters(model)
     gflops = gflops_per_person(model, example_inputs(build_io_spec(config), 1))
-    checkpoint = save_checkpoint(workdir / f"{name}.safetensors", model, config)
     log.info("%s: %d params, %.3f GFLOPs/person", name, params, gflops)
 
     rows: list[BenchRow] = []
@@ -270,8 +281,11 @@ def format_table(rows: list[BenchRow]) -> str:
 def run(args: argparse.Namespace) -> int:
     from lbi_ros.config import load_yaml
     from lbi_ros.model.config import ModelConfig
+    from lbi_ros.weights import resolve_checkpoint
 
-    paths = args.config or [DEFAULT_CONFIG_DIR / name for name in DEFAULT_CONFIGS]
+    checkpoints = {spec: resolve_checkpoint(spec) for spec in args.checkpoint or ()}
+    paths = [] if checkpoints and not args.config else (
+        args.config or [DEFAULT_CONFIG_DIR / name for name in DEFAULT_CONFIGS])
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"model config {path} not found; pass --config PATH")
@@ -284,6 +298,9 @@ def run(args: argparse.Namespace) -> int:
             config = load_yaml(ModelConfig, path)
             rows += bench_model(path.stem, config, variants, list(args.batch), args.threads, args.warmup,
                                 args.iters, Path(tmp), skipped)
+        for spec, checkpoint in checkpoints.items():
+            rows += bench_model(spec, None, variants, list(args.batch), args.threads, args.warmup,
+                                args.iters, Path(tmp), skipped, checkpoint=checkpoint)
     for model in dict.fromkeys(r.model for r in rows):
         first = next(r for r in rows if r.model == model)
         print(f"{model}: {first.params:,} params, {first.gflops_per_person:.3f} GFLOPs/person")

@@ -14,6 +14,10 @@ import importlib
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "model": ("lbi_ros.benchmarks.model_bench", "parameters, FLOPs and latency of the lifters"),
     "render": ("lbi_ros.benchmarks.render_bench", "training-crop rendering throughput per core"),
+    "detector": ("lbi_ros.benchmarks.detector_eval", "the built-in 2D detector on rendered held-out people: "
+                 "recall, precision, 2D error, PCK@0.1"),
+    "detector-noise": ("lbi_ros.benchmarks.detector_noise",
+                       "built-in detector's 2D errors on rendered people -> fitted synthetic noise config"),
     "node": ("lbi_ros.ros.tools.node_bench", "the lifter node over DDS: overload (latency, drops) and soak (RSS, fds, queues, gaps)"),
 }
 

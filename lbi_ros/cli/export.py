@@ -1,6 +1,7 @@
 """``lbi export CKPT --onnx model.onnx [--fp16] [--opset 18]``: ONNX for deployment, with its checks.
 
-Exports the checkpoint's lifter (rebuilt from the config it carries), reports the max abs error of
+CKPT is a ``.safetensors`` checkpoint or ``default`` / ``baseline-2d`` (the shipped weights; resolved by
+:func:`lbi_ros.weights.resolve_checkpoint`, as in ``lbi eval``). Exports the checkpoint's lifter (rebuilt from the config it carries), reports the max abs error of
 ONNX Runtime CPU against PyTorch per output, and checks that TensorRT supports every op by parsing and
 building the graph with TensorRT-RTX (skipped, with the reason, where it is not installed). Exit code 1
 when parity exceeds its bound or the TensorRT check fails.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export a checkpoint to ONNX and check it (parity, TensorRT ops)")
-    parser.add_argument("checkpoint", type=Path, help=".safetensors checkpoint")
+    parser.add_argument("checkpoint", help="checkpoint file, or 'default' / 'baseline-2d' (shipped weights)")
     parser.add_argument("--onnx", type=Path, required=True, metavar="PATH", help="ONNX file to write")
     parser.add_argument("--fp16", action="store_true",
                         help="fp16 graph (LayerNorm, Softmax and the heads stay fp32; I/O float32) for TensorRT")
@@ -29,13 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from lbi_ros.runtime.engine_cache import BatchProfile
     from lbi_ros.runtime.factory import export_checkpoint
     from lbi_ros.runtime.trt_check import check_tensorrt_support
+    from lbi_ros.weights import resolve_checkpoint
 
-    if not args.checkpoint.is_file():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    checkpoint = resolve_checkpoint(args.checkpoint)
     precision = "fp16" if args.fp16 else "fp32"
-    report = export_checkpoint(args.checkpoint, args.onnx, precision, args.opset, args.include_coarse)
+    report = export_checkpoint(checkpoint, args.onnx, precision, args.opset, args.include_coarse)
     size_mb = args.onnx.stat().st_size / 1e6
-    print(f"exported {args.checkpoint} -> {args.onnx} ({precision}, opset {args.opset}, {report.num_nodes} nodes, "
+    print(f"exported {checkpoint} -> {args.onnx} ({precision}, opset {args.opset}, {report.num_nodes} nodes, "
           f"{size_mb:.1f} MB)")
     print(f"inputs  {', '.join(f'{t.name} {tuple(t.shape)}' for t in report.io_spec.inputs)}")
     print(f"outputs {', '.join(f'{t.name} {tuple(t.shape)}' for t in report.io_spec.outputs)}")

@@ -2,7 +2,8 @@
 
 Starts the lifter node with ``config/lift.yaml`` and the same remapping arguments as the launch file,
 through the project's ROS environment helper (loopback-only discovery; the domain is ``ROS_DOMAIN_ID``
-if you set one, else one reserved for this run), and stops it cleanly on Ctrl-C.
+if you set one, else one reserved for this run; Fast DDS gets ``config/fastdds_large_frames.xml`` unless
+``FASTDDS_DEFAULT_PROFILES_FILE`` names another profile), and stops it cleanly on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ def node_command(args: argparse.Namespace) -> list[str]:
         command += ["-p", f"model_path:={args.model}"]
     if args.backend:
         command += ["-p", f"backend:={args.backend}"]
+    if args.keypoints_source:
+        command += ["-p", f"keypoints_source:={args.keypoints_source}"]
     return command
 
 
 def run(args: argparse.Namespace) -> int:
-    from lbi_ros.ros.environment import popen_ros, reserve_domain_id
+    from lbi_ros.ros.environment import popen_ros, reserve_domain_id, ros_environment
 
     if args.params_file is None or not Path(args.params_file).is_file():
         raise FileNotFoundError(f"parameters file {args.params_file} not found; pass --params-file")
@@ -48,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     # A process started in the background by a non-interactive shell (`cmd &`, CI scripts) inherits SIGINT
     # ignored, and Python then keeps ignoring it: "Ctrl-C stops it" must hold however we were started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    print(f"lbi launch: lifter node on ROS domain {domain} (loopback only); Ctrl-C stops it", flush=True)
+    profile = ros_environment(domain).get("FASTDDS_DEFAULT_PROFILES_FILE", "none (Fast DDS defaults)")
+    print(f"lbi launch: lifter node on ROS domain {domain} (loopback only), DDS profile {profile}; Ctrl-C stops it",
+          flush=True)
     proc = popen_ros(node_command(args), domain)
     try:
         return proc.wait()
@@ -76,4 +81,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keypoints", default="/keypoints_2d", help="lbi_ros/Person2DArray topic")
     parser.add_argument("--model", default="", help="checkpoint or ONNX file (default: shipped weights)")
     parser.add_argument("--backend", default="", choices=("", "auto", "tensorrt", "onnxruntime", "torch"))
+    parser.add_argument("--keypoints-source", default="", choices=("", "topic", "builtin"),
+                        help="builtin = camera alone: the node detects the people and publishes them on --keypoints "
+                             "(default: the params file's value, topic)")
     parser.set_defaults(func=run)

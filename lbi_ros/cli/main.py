@@ -23,6 +23,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lbi_ros.cli.evaluate",
     "lbi_ros.cli.export",
     "lbi_ros.cli.engine",
+    "lbi_ros.cli.detect",
+    "lbi_ros.cli.features",
     "lbi_ros.cli.demo",
     "lbi_ros.cli.launch",
 )

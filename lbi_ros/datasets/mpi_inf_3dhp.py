@@ -53,6 +53,10 @@ TO_H36M = tuple(MPI_INF_3DHP17.index(n) for n in (
     "pelvis", "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "spine", "neck", "head",
     "head_top", "l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
 ))  # fmt: skip
+# The joints the official PCK/AUC score, as H36M-17 indices: the 14 of the test set's
+# ``test_util/mpii_get_pck_auc_joint_groups.m`` (head top, neck, shoulders, elbows, wrists, hips, knees,
+# ankles = 3DHP joints 1-14); the pelvis (root), spine and head (3DHP 15-17) are left out.
+PCK_JOINTS = tuple(j for j in range(17) if TO_H36M[j] < 14)
 _REQUIRED = ("annot2", "annot3", "univ_annot3", "valid_frame", "intrinsics", "image_size")
 
 

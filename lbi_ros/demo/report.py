@@ -33,7 +33,9 @@ class DemoMetrics:
 
     ``latency_*``: image stamp (set when the camera publishes) to the skeleton's arrival in the
     recorder, i.e. end to end through DDS, the node and back. ``relay_latency_*``: the same through a
-    bare relay node on the same inputs in the same run; ``node_added_*`` = lifter minus relay.
+    bare relay node on the same inputs in the same run. ``node_added_*``: percentiles of the per-frame
+    difference lifter latency - relay latency, over the ``node_added_pairs`` frames both answered (the
+    same image, so the same transport to both; a difference of percentiles of unpaired sets means nothing).
     """
 
     frames_in: int
@@ -52,6 +54,7 @@ class DemoMetrics:
     relay_latency_p99_ms: float = float("nan")
     node_added_p50_ms: float = float("nan")
     node_added_p99_ms: float = float("nan")
+    node_added_pairs: int = 0
 
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
@@ -87,7 +90,10 @@ def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequen
         for person_id, truth in zip(frame.person_ids, frame.joints_cam_m, strict=True):
             if person_id in out.people:
                 matched.append((frame.index, person_id, out.people[person_id], truth))
-    relay_latencies = [(r.received_ns - r.stamp_ns) / 1e6 for r in relay if r.stamp_ns in stamps.values()]
+    played = set(stamps.values())
+    relay_latency = {r.stamp_ns: (r.received_ns - r.stamp_ns) / 1e6 for r in relay if r.stamp_ns in played}
+    lifter_latency = {r.stamp_ns: (r.received_ns - r.stamp_ns) / 1e6 for r in received if r.stamp_ns in played}
+    node_added = [lifter_latency[s] - relay_latency[s] for s in sorted(lifter_latency.keys() & relay_latency.keys())]
     nan = float("nan")
     if matched:
         pred = np.stack([m[2] for m in matched])
@@ -100,10 +106,11 @@ def score(frames: Sequence[SceneFrame], stamps: dict[int, int], received: Sequen
     else:
         values = (nan,) * 5
     lat50, lat99 = _percentiles(latencies)
-    relay50, relay99 = _percentiles(relay_latencies)
+    relay50, relay99 = _percentiles(list(relay_latency.values()))
+    added50, added99 = _percentiles(node_added)
     lag = int(np.ceil(max(latencies) / 1000 * rate_hz)) if latencies else -1  # frames behind the input
     return DemoMetrics(len(stamps), with_output, expected, len(matched), *values, lat50, lat99, lag,
-                       relay50, relay99, lat50 - relay50, lat99 - relay99), matched
+                       relay50, relay99, added50, added99, len(node_added)), matched
 
 
 def draw(frame: SceneFrame, predicted: dict[str, np.ndarray], result: DemoMetrics, path: str | Path,
@@ -153,3 +160,45 @@ def draw(frame: SceneFrame, predicted: dict[str, np.ndarray], result: DemoMetric
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+@dataclass(frozen=True)
+class ReceivedPeople2D:
+    """One Person2DArray as received (``--keypoints builtin``: the node's own detections): stamp, topology,
+    per person id -> (J, 3) [u, v, confidence] pixels."""
+
+    stamp_ns: int
+    joint_set: str
+    people: dict[str, np.ndarray]
+
+
+def score_detections(frames: Sequence[SceneFrame], stamps: dict[int, int], detected: Sequence[ReceivedPeople2D],
+                     received: Sequence[ReceivedSkeletons]):
+    """The node's 2D people against the rendered truth (:mod:`lbi_ros.benchmarks.detector_eval`), and the
+    skeletons relabelled with the truth id of the 2D person they came from (ids pass through the node), so
+    :func:`score` can score them in 3D; a skeleton of an unmatched detection is left out.
+
+    Returns (Detection2DMetrics, relabelled skeletons). Frames the node published no 2D people for count
+    as frames where every present person was missed.
+    """
+    from lbi_ros.benchmarks.detector_eval import Detection2DScore
+    from lbi_ros.demo.scene import IMAGE_HEIGHT, IMAGE_WIDTH
+
+    by_stamp = {d.stamp_ns: d for d in detected}
+    scorer = Detection2DScore(IMAGE_WIDTH, IMAGE_HEIGHT)
+    names: dict[int, dict[str, str]] = {}  # stamp -> detected id -> truth id
+    for frame in frames:
+        stamp = stamps.get(frame.index)
+        if stamp is None:
+            continue
+        found = by_stamp.get(stamp)
+        ids = list(found.people) if found else []
+        truth_uv = project(frame.joints_cam_m, INTRINSICS)  # (P, 17, 2), noise-free
+        matches = scorer.add_frame([found.people[i] for i in ids] if found else [],
+                                   found.joint_set if found else "mediapipe33", truth_uv, frame.joints_cam_m[..., 2])
+        names[stamp] = {ids[i]: frame.person_ids[p] for i, p in matches}
+    relabelled = [ReceivedSkeletons(r.stamp_ns, r.received_ns,
+                                    {names[r.stamp_ns][pid]: pose for pid, pose in r.people.items()
+                                     if pid in names.get(r.stamp_ns, {})})
+                  for r in received if r.stamp_ns in names]
+    return scorer.result(), relabelled

@@ -150,6 +150,13 @@ def markdown_report(metrics: dict[str, Any], title: str = "Evaluation") -> str:
              "|---|---|---|---|---|---|",
              f"| {metrics['mpjpe_mm']:.1f} | {metrics['p_mpjpe_mm']:.1f} | {metrics['n_mpjpe_mm']:.1f} | "
              f"{metrics['depth_mpjpe_mm']:.1f} | {metrics['pck150']:.1f} | {metrics['auc']:.1f} |", ""]
+    if metrics.get("averaged_over", "sample") != "sample":
+        lines += [f"MPJPE and P-MPJPE are means over {metrics['averaged_over']}s of the per-{metrics['averaged_over']} "
+                  f"means; over samples they are {metrics['mpjpe_mm_per_sample']:.1f} and "
+                  f"{metrics['p_mpjpe_mm_per_sample']:.1f} mm.", ""]
+    if "pck_joints" in metrics:
+        lines += [f"PCK@150 mm and AUC (0-150 mm, error < threshold) score {len(metrics['pck_joints'])} joints: "
+                  f"{', '.join(metrics['pck_joints'])}.", ""]
     for key, groups in metrics.get("per_label", {}).items():
         lines += [f"## Per {key}", "", f"| {key} | n | MPJPE (mm) | depth err (mm) |", "|---|---|---|---|"]
         lines += [f"| {k} | {g['num_samples']} | {g['mpjpe_mm']:.1f} | {g['depth_mpjpe_mm']:.1f} |"

@@ -3,7 +3,10 @@
 * :func:`rendered_eval_set`: a mocap cache (``lbi data prepare-mocap``) split, or every clip when ``split`` is
   None, rendered through the training data pipeline with a fixed seed. Frames are taken evenly over the
   selected clips (sample i -> frame ``i * F // N``), the camera, 2D noise and crop come from
-  ``default_rng([seed, i])``: two runs give identical inputs. Without a cache, procedural poses.
+  ``default_rng([seed, i])``: two runs give identical inputs. The crop box is the deployment box rule's,
+  without the training augmentation's scale/shift jitter (``box_jitter_*`` forced to 0: the random draws
+  still happen, so every other random choice of a sample is the one it had with jitter). Without a cache,
+  procedural poses.
 * :func:`benchmark_eval_set`: any map-style dataset with the synthetic sample keys (Human3.6M, MPI-INF-3DHP
   loaders in :mod:`lbi_ros.datasets`), stacked in order.
 """
@@ -22,13 +25,19 @@ from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
 log = logging.getLogger(__name__)
 
-EXTRA_KEYS = ("root_cam", "box", "intrinsics", "keypoints_px")
+EXTRA_KEYS = ("root_cam", "box", "intrinsics", "keypoints_px", "joints_3d_univ")
 
 
 @dataclass(frozen=True)
 class EvalSet:
     """N samples: ``inputs`` (model inputs by contract name), ``joints_3d`` (N, J, 3) root-relative camera
-    metres, ``labels`` (name -> (N,) strings, e.g. content/style/action), ``extras`` (root_cam, box, ...)."""
+    metres, ``labels`` (name -> (N,) strings, e.g. content/style/action), ``extras`` (root_cam, box, ...).
+
+    The benchmark protocol (:mod:`lbi_ros.evaluation.core`): ``average_over`` names the label whose
+    per-value means the headline MPJPE averages (Human3.6M: ``"action"``); ``pck_target`` names the extra
+    PCK/AUC compare with (MPI-INF-3DHP: ``"joints_3d_univ"``), None = ``joints_3d``; ``pck_joints`` the joints
+    they score, None = all but the root.
+    """
 
     name: str
     inputs: dict[str, np.ndarray]
@@ -38,6 +47,15 @@ class EvalSet:
     has_image: bool = True
     crop_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     crop_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    average_over: str | None = None
+    pck_target: str | None = None
+    pck_joints: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.average_over is not None and self.average_over not in self.labels:
+            raise ValueError(f"{self.name}: average_over={self.average_over!r} is not a label ({sorted(self.labels)})")
+        if self.pck_target is not None and self.pck_target not in self.extras:
+            raise ValueError(f"{self.name}: pck_target={self.pck_target!r} is not an extra ({sorted(self.extras)})")
 
     def __len__(self) -> int:
         return int(self.joints_3d.shape[0])
@@ -80,10 +98,12 @@ def rendered_eval_set(
     """Render ``num_samples`` fixed samples of ``split`` (None = all clips) of the cache at ``cache_dir``.
 
     ``data`` supplies camera, noise, render and augmentation settings (default: the training defaults);
-    its cache/split/seed/sampling fields are ignored. Empty ``cache_dir``: procedural poses.
+    its cache/split/seed/sampling fields are ignored and its box jitter is turned off (the node crops with
+    the plain box rule). Empty ``cache_dir``: procedural poses.
     """
     config = replace(data or SyntheticDataConfig(), cache_dir=cache_dir, split=split or "test", seed=seed,
-                     procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1))
+                     procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1),
+                     box_jitter_scale=0.0, box_jitter_shift=0.0)
     labels: dict[str, np.ndarray] = {}
     if cache_dir:
         from lbi_ros.mocap.cache import SPLITS, load_mocap_cache
@@ -109,8 +129,10 @@ def rendered_eval_set(
 
 
 def benchmark_eval_set(name: str, dataset: Any, label_keys: Sequence[str] = ("action", "subject", "scene"),
-                       limit: int | None = None) -> EvalSet:
-    """Stack a benchmark dataset (``__len__``/``__getitem__`` with the synthetic sample keys)."""
+                       limit: int | None = None, *, average_over: str | None = None, pck_target: str | None = None,
+                       pck_joints: Sequence[int] | None = None) -> EvalSet:
+    """Stack a benchmark dataset (``__len__``/``__getitem__`` with the synthetic sample keys); the keyword
+    arguments set its protocol (:class:`EvalSet`)."""
     n = len(dataset) if limit is None else min(limit, len(dataset))
     samples = [dataset[i] for i in range(n)]
     has_image = bool(samples[0].get("has_image", True)) if samples else True
@@ -118,4 +140,6 @@ def benchmark_eval_set(name: str, dataset: Any, label_keys: Sequence[str] = ("ac
     kwargs = {"crop_mean": tuple(crop.mean), "crop_std": tuple(crop.std)} if crop is not None else {}
     if not has_image:
         log.warning("%s has no images: image lifters see blank crops", name)
+    kwargs.update(average_over=average_over, pck_target=pck_target,
+                  pck_joints=None if pck_joints is None else tuple(pck_joints))
     return stack_samples(name, samples, label_keys, has_image=has_image, **kwargs)

@@ -1,4 +1,4 @@
-"""The LBI network: config, layers, image encoder, PGTL, AFSM, two-stage lifter and 2D-only baseline.
+"""The LBI network: config, layers, image encoder, PGTL, AFSM, two-stage lifter, gated lifter, 2D-only baseline.
 
 Construct every lifter with :func:`build_model` from a :class:`ModelConfig` (YAML under config/model/).
 Importing this package pulls in torch but never rclpy. The exports resolve lazily (PEP 562), so
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from lbi_ros.model.build import Lifter, build_model, count_parameters
     from lbi_ros.model.config import ModelConfig, ModelKind
     from lbi_ros.model.encoder import ENCODERS, build_encoder, register_encoder
+    from lbi_ros.model.gated import GatedLBILifter
     from lbi_ros.model.layers import Attention, set_fused_attention
     from lbi_ros.model.lifter import LBILifter, LifterOutput
 
@@ -28,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "ENCODERS": "lbi_ros.model.encoder",
     "build_encoder": "lbi_ros.model.encoder",
     "register_encoder": "lbi_ros.model.encoder",
+    "GatedLBILifter": "lbi_ros.model.gated",
     "Attention": "lbi_ros.model.layers",
     "set_fused_attention": "lbi_ros.model.layers",
     "LBILifter": "lbi_ros.model.lifter",
@@ -37,6 +39,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "ENCODERS",
     "Attention",
+    "GatedLBILifter",
     "LBILifter",
     "Lift2DLifter",
     "Lifter",

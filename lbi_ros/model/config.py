@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-ModelKind = Literal["lbi", "lift2d"]
+ModelKind = Literal["lbi", "lift2d", "lbi_gated"]
+PatchCentres = Literal["grid", "receptive_field"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class ModelConfig:
 
     # --- which network -------------------------------------------------------------------------------
     kind: ModelKind = "lbi"
-    """``lbi``: the two-stage image lifter; ``lift2d``: the 2D-only baseline (no image branch)."""
+    """``lbi``: the two-stage image lifter; ``lift2d``: the 2D-only baseline (no image branch); ``lbi_gated``:
+    the 2D-only lifter plus zero-gated image blocks over a frozen pose backbone (:mod:`lbi_ros.model.gated`)."""
     num_joints: int = 17
     """J; H36M-17 order. Joint 0 (pelvis) is the root the outputs are relative to."""
 
@@ -40,6 +42,17 @@ class ModelConfig:
     # --- image encoder (lbi only) -------------------------------------------------------------------
     encoder: str = "irnet_s8"
     """Name in :data:`lbi_ros.model.encoder.ENCODERS`; must map the crop to a (crop / stride) grid."""
+    patch_centres: PatchCentres = "grid"
+    """Where the positional encoding puts patch i: ``grid`` = the centre of the i-th stride cell (what the
+    shipped weights were trained with; for ``irnet_s8`` it is 3.5 px right of/below the receptive-field
+    centre), ``receptive_field`` = the encoder's own ``patch_offset_px + stride * i`` (pixel index)."""
+    image_size: int = 256
+    """``lbi_gated`` only: side of the square person crop (:func:`lbi_ros.pose2d.roi.person_roi_from_box`)
+    the backbone reads; ``crop_height`` x ``crop_width`` still define the keypoint box and its encoding."""
+    gated_after: tuple[int, ...] = (1, 3, 5)
+    """``lbi_gated``: indices of the 2D-only layers followed by a gated image block. The first is a PGTL-style
+    block (its map also updates the patches), the last but one scores the AFSM top-k, the last reads only the
+    kept patches (stage 2)."""
 
     # --- transformer width ---------------------------------------------------------------------------
     dim: int = 128
@@ -116,11 +129,16 @@ class ModelConfig:
             raise ValueError(f"logvar_min ({self.logvar_min}) must be < logvar_max ({self.logvar_max})")
         if not self.encoder:
             raise ValueError("encoder must name a registered encoder")
+        if self.kind == "lbi_gated":
+            if not self.gated_after or any(not 0 <= i < self.depth_lift2d for i in self.gated_after):
+                raise ValueError(f"gated_after must name layers in [0, {self.depth_lift2d}), got {self.gated_after}")
+            if list(self.gated_after) != sorted(set(self.gated_after)):
+                raise ValueError(f"gated_after must be strictly increasing, got {self.gated_after}")
 
     @property
     def has_image(self) -> bool:
         """True when the network reads ``image_crop`` (the I/O contract then includes it)."""
-        return self.kind == "lbi" and self.use_image
+        return (self.kind == "lbi" and self.use_image) or self.kind == "lbi_gated"
 
     @property
     def has_coarse_output(self) -> bool:

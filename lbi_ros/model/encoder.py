@@ -120,6 +120,8 @@ class InvertedResidualNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.out_channels = c
         self.stride = stride
+        # Symmetric "same" padding (k // 2) keeps output cell i centred on input pixel stride * i.
+        self.patch_offset_px = 0.0
         self.apply(init_weights)  # an encoder owns its init: the lifter never re-initialises a backbone
 
     def forward(self, image_crop: Tensor) -> Tensor:
@@ -137,3 +139,37 @@ def _irnet_s8(config: ModelConfig) -> nn.Module:
 def _irnet_s16(config: ModelConfig) -> nn.Module:
     """Same family for a 256x192 crop: stride 16 -> 16x12 grid, 64 channels (misses 2 ms at batch 1)."""
     return InvertedResidualNet([(24, 2), (24, 1), (40, 2), (40, 1), (64, 2), (64, 1)])
+
+
+class PoseBackboneTap(nn.Module):
+    """A frozen BlazePose landmark-net feature map (docs/pose_backbone.md) behind the encoder interface.
+
+    ``forward(image_crop (B, 3, S, S))``, ImageNet-normalised RGB as every lifter input, -> (B, C, S/s, S/s):
+    the crop is mapped back to [0, 1] NHWC, the landmark net's input. The net's weights come from the
+    pinned TFLite file (:mod:`lbi_ros.pose2d.model_files`); they are buffers-in-parameters that never train.
+    ``patch_offset_px = (stride - 1) / 2``: the grid-cell centre. TF "SAME" padding is asymmetric, but the
+    top-down FPN (bilinear, half-pixel) re-centres the maps; gradient centroids of interior cells on random
+    crops scatter around the cell centre (within +-10 px at stride 32, +-5 px at stride 16).
+    """
+
+    def __init__(self, tap: str) -> None:
+        super().__init__()
+        from lbi_ros.pose2d.blazepose import LANDMARK_INPUT_HW, TAP_SHAPES, load_landmark_net
+
+        self.net = load_landmark_net((tap,))
+        self.tap = tap
+        self.out_channels, grid, _ = TAP_SHAPES[tap]
+        self.stride = LANDMARK_INPUT_HW[0] // grid
+        self.patch_offset_px = (self.stride - 1) / 2.0
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).reshape(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).reshape(1, 3, 1, 1), persistent=False)
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def forward(self, image_crop: Tensor) -> Tensor:
+        rgb = (image_crop * self.std + self.mean).permute(0, 2, 3, 1)  # (B, S, S, 3) in [0, 1]
+        return self.net(rgb)[self.tap]
+
+
+for _tap in ("add_8", "add_9", "add_10"):
+    register_encoder(f"blazepose_{_tap}")(lambda config, tap=_tap: PoseBackboneTap(tap))

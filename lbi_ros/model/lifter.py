@@ -29,7 +29,7 @@ from lbi_ros.model.afsm import TokenSelector
 from lbi_ros.model.config import ModelConfig
 from lbi_ros.model.encoder import build_encoder
 from lbi_ros.model.layers import PoseGuidedLayer, TransformerLayer, drop_path_rates, init_weights
-from lbi_ros.model.position import SineCosineEncoding2d
+from lbi_ros.model.position import SineCosineEncoding2d, receptive_field_centres
 from lbi_ros.model.tokens import KeypointEmbedding, PatchEmbedding
 
 # Positional-encoding grid of the 2D-only paths (no encoder to define one): one unit per 8 crop pixels,
@@ -115,7 +115,11 @@ class LBILifter(nn.Module):
             encoder = build_encoder(c)
             grid_h, grid_w = c.crop_height // encoder.stride, c.crop_width // encoder.stride
             self.num_patches = grid_h * grid_w
-            position = SineCosineEncoding2d(d, grid_h, grid_w)
+            centres = None
+            if c.patch_centres == "receptive_field":
+                centres = receptive_field_centres(grid_h, grid_w, encoder.stride,
+                                                  float(getattr(encoder, "patch_offset_px", (encoder.stride - 1) / 2)))
+            position = SineCosineEncoding2d(d, grid_h, grid_w, centres)
             self.patch_embed: PatchEmbedding | None = PatchEmbedding(encoder, d, position, self.num_patches)
         else:
             self.num_patches = 0

@@ -26,14 +26,29 @@ def patch_centres(grid_height: int, grid_width: int) -> Tensor:
     return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1).float()
 
 
+def receptive_field_centres(grid_height: int, grid_width: int, stride: int, offset_px: float) -> Tensor:
+    """Crop-normalised (x, y) of every patch's receptive-field centre, row-major. Returns (H*W, 2).
+
+    Patch (i, j) of an encoder whose cell 0 is centred on pixel index ``offset_px`` sits at pixel index
+    ``(offset_px + stride * j, offset_px + stride * i)``; pixel index p is edge coordinate p + 0.5, and the
+    crop (``grid * stride`` pixels) maps to [-1, 1] like the keypoints (``x = u_edge / (W / 2) - 1``).
+    :func:`patch_centres` is the special case ``offset_px = (stride - 1) / 2``.
+    """
+    ys = (offset_px + stride * torch.arange(grid_height, dtype=torch.float64) + 0.5) / (grid_height * stride / 2) - 1
+    xs = (offset_px + stride * torch.arange(grid_width, dtype=torch.float64) + 0.5) / (grid_width * stride / 2) - 1
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x.reshape(-1), grid_y.reshape(-1)], dim=-1).float()
+
+
 class SineCosineEncoding2d(nn.Module):
     """``encode(xy)`` maps crop-normalised (x, y) to a ``dim``-vector: [sin x, cos x, sin y, cos y] bands.
 
     ``xy`` in [-1, 1] is first converted to patch units (x * W_grid / 2, y * H_grid / 2), so the same
-    frequency means the same number of patches on both axes.
+    frequency means the same number of patches on both axes. ``centres`` (H*W, 2) overrides where the
+    patches are (:func:`receptive_field_centres`); by default the grid-cell centres.
     """
 
-    def __init__(self, dim: int, grid_height: int, grid_width: int) -> None:
+    def __init__(self, dim: int, grid_height: int, grid_width: int, centres: Tensor | None = None) -> None:
         super().__init__()
         if dim % 4:
             raise ValueError(f"dim must be divisible by 4, got {dim}")
@@ -43,7 +58,9 @@ class SineCosineEncoding2d(nn.Module):
         # (2, F): row 0 scales x, row 1 scales y; folds the patch-unit conversion into the frequencies.
         scale = torch.tensor([[grid_width / 2.0], [grid_height / 2.0]], dtype=torch.float64)
         self.register_buffer("frequencies", (scale * omega).float(), persistent=False)
-        patch_pe = self._encode(patch_centres(grid_height, grid_width), self.frequencies)
+        if centres is None:  # the grid-cell centres (what the shipped weights were trained with)
+            centres = patch_centres(grid_height, grid_width)
+        patch_pe = self._encode(centres, self.frequencies)
         self.register_buffer("patch_encoding", patch_pe.unsqueeze(0), persistent=False)  # (1, HW, dim)
 
     @staticmethod

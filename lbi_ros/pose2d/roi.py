@@ -231,3 +231,33 @@ def crop_image(image: np.ndarray, roi: Roi, out_size: int, border: BorderMode = 
     fwd, _ = crop_affine(roi, out_size)
     return cv2.warpAffine(image, fwd, (out_size, out_size), flags=cv2.INTER_LINEAR,
                           borderMode=modes[border], borderValue=0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The shared person crop (issue 18): one rule for training, evaluation, the node and the lifter's backbone
+# ---------------------------------------------------------------------------------------------------------
+
+PERSON_CROP_SIZE = 256
+"""Side in pixels of the shared person crop (the BlazePose landmark-net input)."""
+
+
+def person_roi_from_box(box_cx: float, box_cy: float, box_h: float) -> Roi:
+    """The shared square crop from the deployment crop box (:func:`lbi_ros.preprocess.compute_crop_box`).
+
+    Same centre as the box, side = box height, upright (rotation 0). The box is the visible joints' extent
+    fixed to aspect 3:4 and padded x1.25, so the square is person-centred and about 1.25x the person's
+    height, as the landmark net expects; because it shares the box's centre and vertical scale, a
+    keypoint's crop-normalised coordinates ``(x, y)`` (the model input ``keypoints_crop``) are ``(x * w / h,
+    y)`` in the square, with no extra input. Upright rather than MediaPipe's rotated ROI: the lifter's
+    keypoint inputs are axis-aligned too, and the training renderer draws straight into this square by
+    changing the intrinsics (:mod:`lbi_ros.training.square_crops`).
+    """
+    return Roi(float(box_cx), float(box_cy), float(box_h), 0.0)
+
+
+def person_roi_from_keypoints(keypoints_px: np.ndarray) -> Roi | None:
+    """The shared square crop from H36M-17 keypoints (17, 3) ``[u, v, conf]`` px; None without a visible joint."""
+    from lbi_ros.preprocess import compute_crop_box
+
+    box = compute_crop_box(np.asarray(keypoints_px))
+    return None if box is None else person_roi_from_box(box.cx, box.cy, box.h)

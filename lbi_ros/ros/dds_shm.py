@@ -1,8 +1,12 @@
-"""Remove the shared-memory segments that killed Fast DDS processes leave in /dev/shm.
+"""Fast DDS shared memory: remove the segments killed processes leave in /dev/shm; size the frames profile.
+
+The profile every project process gets is ``config/fastdds_large_frames.xml`` (16 MB segment, see
+:mod:`lbi_ros.ros.environment`); :func:`write_large_frames_profile` writes a copy with another segment
+size for larger frames (8K tests).
 
 A ROS process that exits normally removes its Fast DDS segment; one killed with SIGKILL (the OOM
-killer, a watchdog, ``kill -9``) leaves ``fastdds_<16 hex>`` (about 0.5 MB) and its ``_el`` lock file
-behind. They do not stop the next start, but they add up: Docker's default 64 MB /dev/shm is full
+killer, a watchdog, ``kill -9``) leaves ``fastdds_<16 hex>`` (0.5 MB by default, 16 MB with the frames
+profile, of which /dev/shm holds only the pages that were written) and its ``_el`` lock file behind. They do not stop the next start, but they add up: Docker's default 64 MB /dev/shm is full
 after about a hundred crash-restarts, and then Fast DDS cannot create segments at all.
 
 Each segment's lock file is ``flock``-ed by its live owner, and the kernel drops that lock when the
@@ -74,25 +78,19 @@ def clean_stale_segments(shm_dir: str | Path = SHM_DIR, min_age_s: float = 2.0) 
     return removed
 
 
-# A Fast DDS profile for a process that publishes large frames: a shared-memory segment that holds them.
-# With the default 512 KB segment, larger samples go over UDP fragments, and best effort loses them.
-LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com"><profiles>
-  <transport_descriptors>
-    <transport_descriptor><transport_id>shm_large</transport_id><type>SHM</type>
-      <segment_size>{segment_bytes}</segment_size></transport_descriptor>
-    <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="large_frames" is_default_profile="true"><rtps>
-    <userTransports><transport_id>shm_large</transport_id><transport_id>udp</transport_id></userTransports>
-    <useBuiltinTransports>false</useBuiltinTransports>
-  </rtps></participant>
-</profiles></dds>
-"""
-
-
 def write_large_frames_profile(path: str | Path, segment_bytes: int) -> Path:
-    """Write :data:`LARGE_SHM_PROFILE` for ``segment_bytes``; point FASTDDS_DEFAULT_PROFILES_FILE at it."""
+    """Write a copy of the shipped ``config/fastdds_large_frames.xml`` with a ``segment_bytes`` shared-memory
+    segment (e.g. for 8K frames); point FASTDDS_DEFAULT_PROFILES_FILE at it. The shipped file itself is what
+    every process the project starts gets (:mod:`lbi_ros.ros.environment`)."""
+    from lbi_ros.ros.environment import large_frames_profile
+
+    shipped = large_frames_profile()
+    if shipped is None:
+        raise FileNotFoundError("config/fastdds_large_frames.xml is not in this checkout or install")
+    text, count = re.subn(r"<segment_size>\d+</segment_size>", f"<segment_size>{int(segment_bytes)}</segment_size>",
+                          shipped.read_text())
+    if count != 1:
+        raise ValueError(f"{shipped} has {count} <segment_size> elements, expected 1")
     path = Path(path)
-    path.write_text(LARGE_SHM_PROFILE.format(segment_bytes=int(segment_bytes)))
+    path.write_text(text)
     return path

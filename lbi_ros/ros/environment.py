@@ -11,6 +11,10 @@ Tests, CI, the demo and benchmarks all start ROS processes through :func:`ros_en
   domain (and never see each other's topics).
 - **Logs inside the project.** ``ROS_LOG_DIR`` points into the project's working folder instead of
   ``~/.ros/log``.
+- **Frames that arrive.** ``FASTDDS_DEFAULT_PROFILES_FILE`` points at ``config/fastdds_large_frames.xml``:
+  a shared-memory segment that holds camera frames (Fast DDS's default 512 KB cannot hold one 640x480
+  frame, and best-effort samples that find no room are lost; measured in the README). A profile the
+  caller already set (``FASTDDS_...`` or its Fast DDS 2.x name ``FASTRTPS_DEFAULT_PROFILES_FILE``) is kept.
 
 This module does not import rclpy: it must run before rclpy creates its DDS participant, which
 reads these variables once.
@@ -31,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK_ENV: Mapping[str, str] = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST", "ROS_STATIC_PEERS": ""}
+PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")  # Fast DDS 3.x, 2.x
+LARGE_FRAMES_PROFILE_NAME = "fastdds_large_frames.xml"
 
 # Fast DDS maps domain ids to UDP ports; 0-101 is the range that is valid on every Linux host.
 # 0 is the default everyone uses by hand, so reserved ids start at 1.
@@ -48,6 +54,16 @@ def default_log_dir() -> Path:
     """``<checkout>/.ros-log`` in a source checkout, else ``~/.cache/lbi_ros/ros-log``."""
     root = project_root()
     return root / ".ros-log" if root else Path.home() / ".cache" / "lbi_ros" / "ros-log"
+
+
+def large_frames_profile() -> Path | None:
+    """The shipped Fast DDS profile for large frames: ``config/`` of the checkout, else ``share/lbi_ros/config``
+    of an ament prefix (a colcon install) or of this venv; None if neither has it."""
+    root = project_root()
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    candidates = ([root / "config"] if root else []) + [Path(p) / "share" / "lbi_ros" / "config" for p in prefixes]
+    return next((c / LARGE_FRAMES_PROFILE_NAME for c in candidates if (c / LARGE_FRAMES_PROFILE_NAME).is_file()),
+                None)
 
 
 @dataclass
@@ -95,8 +111,13 @@ def ros_environment(
     domain_id: int,
     log_dir: str | os.PathLike[str] | None = None,
     base: Mapping[str, str] | None = None,
+    large_frames: bool = True,
 ) -> dict[str, str]:
-    """Return a copy of ``base`` (default ``os.environ``) set up for a loopback-only ROS process."""
+    """Return a copy of ``base`` (default ``os.environ``) set up for a loopback-only ROS process.
+
+    ``large_frames``: point Fast DDS at :func:`large_frames_profile` unless ``base`` names a profile
+    already; False removes any profile (Fast DDS defaults: what ``lbi bench node delivery`` compares).
+    """
     if domain_id not in DOMAIN_ID_RANGE and domain_id != 0:
         raise ValueError(f"ROS_DOMAIN_ID must be in 0..101, got {domain_id}")
     env = dict(os.environ if base is None else base)
@@ -112,6 +133,11 @@ def ros_environment(
         prefixes.append(sys.prefix)
     env["AMENT_PREFIX_PATH"] = os.pathsep.join(prefixes)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if not large_frames:
+        for key in PROFILE_VARIABLES:
+            env.pop(key, None)
+    elif (profile := next((env[k] for k in PROFILE_VARIABLES if env.get(k)), None) or large_frames_profile()):
+        env[PROFILE_VARIABLES[0]] = str(profile)  # Kilted's rmw warns that the 2.x name is deprecated
     return env
 
 
@@ -142,6 +168,7 @@ def popen_ros(
     args: Sequence[str],
     domain_id: int,
     log_dir: str | os.PathLike[str] | None = None,
+    large_frames: bool = True,
     **popen_kwargs: object,
 ) -> subprocess.Popen:
     """Start a ROS process with the loopback-only environment of :func:`ros_environment`.
@@ -152,7 +179,8 @@ def popen_ros(
     argv = list(args)
     if argv and argv[0] == "python":
         argv[0] = sys.executable
-    env = ros_environment(domain_id, log_dir, base=popen_kwargs.pop("env", None))  # type: ignore[arg-type]
+    env = ros_environment(domain_id, log_dir, base=popen_kwargs.pop("env", None),  # type: ignore[arg-type]
+                          large_frames=large_frames)
     # A child of another venv must not inherit that venv's bootstrap guard or library path.
     env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
     proc = subprocess.Popen(argv, env=env, **popen_kwargs)  # type: ignore[call-overload]

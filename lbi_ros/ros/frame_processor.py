@@ -18,15 +18,19 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from lbi_ros.input_checks import InputLimits, PersonKeypoints, Problem, StampGuard, StampPolicy, clean_person
 from lbi_ros.msg import Person2DArray
 from lbi_ros.pipeline import LiftingPipeline, PersonLift
-from lbi_ros.ros.image_conversion import ImageError, image_to_rgb
-from lbi_ros.ros.messages import CameraModel, MessageError, people_from_msg, stamp_ns
+from lbi_ros.ros.image_conversion import ImageError, message_to_rgb
+from lbi_ros.ros.messages import CameraModel, MessageError, normalize_frame_id, people_from_msg, stamp_ns
+
+if TYPE_CHECKING:
+    from lbi_ros.pose2d.keypoint_source import BuiltinKeypoints, DetectedFrame
 
 # CameraInfo is kept per frame_id (an image is only lifted with the intrinsics of its own camera);
 # a node serves one camera, so a handful of ids is plenty and the table can never grow without bound
@@ -43,12 +47,14 @@ class FrameResult:
     problems: tuple[Problem, ...] = ()
     timings_ms: dict[str, float] = field(default_factory=dict)
     num_input_people: int = 0
+    detected: DetectedFrame | None = None  # keypoints_source builtin: the 2D people the node found (raw pixels)
 
 
 class CameraModels:
     """The latest CameraInfo per ``frame_id``: valid models, or why the last one was rejected. Thread-safe.
 
-    A CameraInfo with an empty ``frame_id`` serves images of any frame (drivers that do not fill it).
+    A CameraInfo with an empty ``frame_id`` serves images of any frame (drivers that do not fill it); a
+    leading ``/`` is ignored (``/cam`` serves images of ``cam``).
     """
 
     def __init__(self, max_cameras: int = MAX_CAMERAS) -> None:
@@ -59,7 +65,7 @@ class CameraModels:
 
     def update(self, msg: CameraInfo) -> MessageError | None:
         """Check and store ``msg``; returns the error if it is invalid (checked once per distinct content)."""
-        frame = msg.header.frame_id
+        frame = msg.header.frame_id.lstrip("/")
         key = (tuple(msg.k), tuple(msg.d), msg.distortion_model, msg.width, msg.height)
         with self._lock:
             if self._keys.get(frame) == key:
@@ -97,13 +103,18 @@ class CameraModels:
 class FrameProcessor:
     """Stamp, camera, image and keypoint checks around the pipeline. Not thread-safe: one worker calls it."""
 
-    def __init__(self, pipeline: LiftingPipeline, limits: InputLimits, stamp_policy: StampPolicy) -> None:
+    def __init__(self, pipeline: LiftingPipeline, limits: InputLimits, stamp_policy: StampPolicy,
+                 keypoint_source: BuiltinKeypoints | None = None) -> None:
         self.pipeline = pipeline
+        self.keypoint_source = keypoint_source  # frames without keypoints are detected in by it
         self.limits = limits
         self.stamps = StampGuard(stamp_policy)
         self.cameras = CameraModels()
 
-    def process(self, image: Image, keypoints: Person2DArray, now_ns: int) -> FrameResult:
+    def process(self, image: Image | CompressedImage, keypoints: Person2DArray | None, now_ns: int) -> FrameResult:
+        """``keypoints`` None: the people are found in the image by ``keypoint_source`` (camera-only mode)."""
+        if keypoints is None and self.keypoint_source is None:
+            raise ValueError("a frame without keypoints needs a keypoint_source (keypoints_source: builtin)")
         t0 = time.perf_counter()
         header = image.header
         usable, stamp_problem = self.stamps.check(stamp_ns(header), now_ns)
@@ -111,12 +122,22 @@ class FrameProcessor:
         if not usable:
             return FrameResult(header, None, tuple(problems))
         try:
-            camera = self.cameras.lookup(header.frame_id)
-            rgb = image_to_rgb(image)
+            frame_id, frame_problem = normalize_frame_id(header.frame_id)
+            if frame_problem is not None:  # outputs and TF are stamped with the fixed frame id
+                problems.append(frame_problem)
+                header = Header(stamp=header.stamp, frame_id=frame_id)
+            camera = self.cameras.lookup(frame_id)
+            rgb = message_to_rgb(image)  # a CompressedImage is decoded here, in the worker thread
             camera.check_image(rgb.shape[1], rgb.shape[0])
-            joint_set, people, message_problems = people_from_msg(keypoints)
+            if keypoints is not None:
+                joint_set, people, message_problems = people_from_msg(keypoints)
         except (ImageError, MessageError) as exc:
             return FrameResult(header, None, (*problems, Problem(exc.reason, str(exc))))
+        detected, t_detect = None, time.perf_counter()
+        if keypoints is None:  # the same people a 2D detector would publish for this image
+            detected = self.keypoint_source(rgb, stamp_ns(header) / 1e9)
+            joint_set, people, message_problems = detected.joint_set, list(detected.people), []
+        t_detect = time.perf_counter() - t_detect
         problems += message_problems
         limits = self.limits
         if camera.distortion is not None:
@@ -126,10 +147,16 @@ class FrameProcessor:
             limits = dataclasses.replace(limits, image_margin_px=float(max(rgb.shape[:2])))
         t1 = time.perf_counter()
         self.pipeline.limits = limits
-        result = self.pipeline.lift(rgb, camera.intrinsics, people, joint_set)
+        if self.pipeline.crop.min_confidence != limits.min_confidence:  # one threshold for checks, crop and valid
+            self.pipeline.crop = dataclasses.replace(self.pipeline.crop, min_confidence=limits.min_confidence)
+        result = self.pipeline.lift(rgb, camera.intrinsics, people, joint_set, lens=camera.lens)
+        t2 = time.perf_counter()
         self.stamps.accept(stamp_ns(header))
-        timings = dict(result.timings_ms, convert=(t1 - t0) * 1e3)
-        return FrameResult(header, result.people, (*problems, *result.problems), timings, len(keypoints.people))
+        timings = dict(result.timings_ms, convert=(t1 - t0 - t_detect) * 1e3)
+        if detected is not None:  # per-stage latency of camera-only mode: detect, landmarks, lift
+            timings.update(detected.timings_ms, lift=(t2 - t1) * 1e3)
+        count = len(keypoints.people) if keypoints is not None else len(people)
+        return FrameResult(header, result.people, (*problems, *result.problems), timings, count, detected)
 
     @staticmethod
     def _undistort(camera: CameraModel, people: list[PersonKeypoints], image_size: tuple[int, int]

@@ -1,15 +1,19 @@
-"""sensor_msgs/Image <-> numpy without cv_bridge (not on PyPI, and its copy there is broken).
+"""sensor_msgs/Image and CompressedImage <-> numpy without cv_bridge (not on PyPI, and its copy there is broken).
 
 Every field from the wire is checked before the buffer is trusted: a camera driver that lies about
 ``step`` or the encoding must produce a clear :class:`ImageError`, never a garbled crop or a crash.
 Reading is a zero-copy ``np.frombuffer`` view where the layout allows it (a 921 KB frame in ~0.03 ms);
 writing uses ``tobytes()`` (assigning a numpy array to a ``uint8[]`` field element-wise takes ~95 ms).
+
+``sensor_msgs/CompressedImage`` as image_transport's ``compressed`` plugin publishes it (``format`` like
+``"jpeg"``, ``"png"`` or ``"rgb8; jpeg compressed bgr8"``) is decoded with OpenCV; data that does not
+decode is an :class:`ImageError` like any other lie.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 # encoding -> (channels, dtype, channel order to reach RGB or None for mono)
 SUPPORTED_ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
@@ -26,6 +30,9 @@ SUPPORTED_ENCODINGS: dict[str, tuple[int, np.dtype, tuple[int, ...] | None]] = {
 # The lifter's image branch needs at most this many pixels per side (a crop of a person is
 # resampled to 128x96 anyway); larger frames are refused rather than risking memory and latency.
 MAX_IMAGE_SIDE = 8192
+# CompressedImage formats decoded (image_transport "compressed": jpeg or png; "compressedDepth" is not an image
+# the lifter can use).
+COMPRESSED_FORMATS = ("jpeg", "png")
 
 
 class ImageError(ValueError):
@@ -74,6 +81,56 @@ def image_to_rgb(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     if order is None:
         return np.repeat(pixels, 3, axis=2) if channels == 1 else pixels
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def compressed_to_rgb(msg: CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """Decode a jpeg/png ``CompressedImage`` to (H, W, 3) uint8 RGB; raise :class:`ImageError` if it cannot be.
+
+    OpenCV decodes colour to BGR whatever the ``format`` string says (image_transport compresses colour
+    images as bgr8), and grey images are replicated to three channels.
+    """
+    import cv2
+
+    fmt = msg.format.lower()
+    if "compresseddepth" in fmt or not any(f in fmt for f in COMPRESSED_FORMATS):
+        raise ImageError("unsupported_encoding", f"CompressedImage format {msg.format!r} is not supported; "
+                         f"publish one of {list(COMPRESSED_FORMATS)} (image_transport 'compressed')")
+    data = np.frombuffer(msg.data, np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise ImageError("undecodable_image", f"CompressedImage ({msg.format!r}, {data.size} bytes) does not "
+                         "decode: truncated or not the format it claims")
+    height, width = bgr.shape[:2]
+    if height <= 1 or width <= 1:
+        raise ImageError("image_too_small", f"image is {width}x{height}: nothing to crop a person from")
+    if height > max_side or width > max_side:
+        raise ImageError("image_too_large", f"image is {width}x{height}, above the {max_side} px limit per side")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def message_to_rgb(msg: Image | CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
+    """:func:`image_to_rgb` or :func:`compressed_to_rgb`, by message type."""
+    if isinstance(msg, CompressedImage):
+        return compressed_to_rgb(msg, max_side)
+    return image_to_rgb(msg, max_side)
+
+
+def rgb_to_compressed(rgb: np.ndarray, header=None, fmt: str = "jpeg", quality: int = 95) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> CompressedImage as image_transport's compressed publisher writes it (jpeg
+    quality 95 is its default)."""
+    import cv2
+
+    if fmt not in COMPRESSED_FORMATS:
+        raise ValueError(f"fmt must be one of {COMPRESSED_FORMATS}, got {fmt!r}")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
+    ok, buffer = cv2.imencode(f".{'jpg' if fmt == 'jpeg' else 'png'}", np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {fmt}")
+    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8")
+    if header is not None:
+        msg.header = header
+    msg.data = buffer.tobytes()
+    return msg
 
 
 def rgb_to_image(rgb: np.ndarray, header=None, encoding: str = "rgb8") -> Image:

@@ -6,6 +6,9 @@ Thin by design: callbacks convert messages and hand them on; the checks live in
 (:class:`StampSynchronizer`) and put the newest matched frame into a one-slot mailbox; one worker
 thread lifts it. When frames arrive faster than they can be lifted, the waiting frame is replaced by
 the newer one and counted (``frames_dropped_busy``), so latency stays bounded and no queue grows.
+With ``keypoints_source: builtin`` a camera alone is enough: images go to the mailbox unpaired, the
+worker finds the people (:class:`~lbi_ros.pose2d.keypoint_source.BuiltinKeypoints`), lifts them and
+also publishes them on ``keypoints_2d``.
 
 Every rejected input has a counter in ``/diagnostics`` (``count_bad_<reason>``) and a rate-limited
 warning saying what was wrong and how to fix it. A backend that raises costs the frame
@@ -27,7 +30,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
@@ -39,7 +42,7 @@ from lbi_ros.ros.dds_shm import clean_stale_segments
 from lbi_ros.ros.frame_processor import FrameProcessor, FrameResult
 from lbi_ros.ros.health import NodeHealth, RateLimitedWarnings
 from lbi_ros.ros.markers import SkeletonMarkers
-from lbi_ros.ros.messages import skeletons_msg, stamp_ns
+from lbi_ros.ros.messages import MessageError, keypoints_msg, skeletons_msg, stamp_ns
 from lbi_ros.ros.parameters import (
     LifterParams,
     check_value,
@@ -47,8 +50,8 @@ from lbi_ros.ros.parameters import (
     read_parameters,
     validate_update,
 )
-from lbi_ros.ros.qos import sensor_qos
-from lbi_ros.ros.synchronizer import StampSynchronizer
+from lbi_ros.ros.qos import keypoints_qos, sensor_qos
+from lbi_ros.ros.synchronizer import Match, StampSynchronizer
 from lbi_ros.ros.tf_frames import skeleton_transforms
 from lbi_ros.runtime.backend import InferenceBackend
 from lbi_ros.runtime.fallback import FallbackBackend, InferenceFailed, Switch
@@ -56,25 +59,32 @@ from lbi_ros.runtime.fallback import FallbackBackend, InferenceFailed, Switch
 
 @dataclass
 class Frame:
-    image: Image
-    keypoints: Person2DArray
-    received_monotonic: float
+    image: Image | CompressedImage
+    keypoints: Person2DArray | None  # None: keypoints_source builtin (the worker detects in the image)
+    received_monotonic: float  # when the pair was complete
+    image_received_monotonic: float  # when the image callback ran: the start of receive_to_publish
 
 
 class LifterNode(Node):
     def __init__(self, backend: InferenceBackend | None = None) -> None:
         super().__init__("lbi_lifter")
         self.params: LifterParams = declare_parameters(self)
+        if self.params.keypoints_input == "hri_skeleton2d":  # a missing package is said before the model loads
+            from lbi_ros.ros.messages import require_hri_msgs
+
+            require_hri_msgs()
         self.add_pre_set_parameters_callback(self._count_rejected_parameters)
         self.add_on_set_parameters_callback(validate_update)
+        self.add_post_set_parameters_callback(lambda _: self._apply_parameters())  # at once, not at the next tick
         self.health = NodeHealth("lbi_ros: 3D lifter", hardware_id=self.get_name())
         self.warnings = RateLimitedWarnings(self.get_logger().warning, self.params.warn_period)
         self.backend = self._create_backend(backend)
         self.pipeline = LiftingPipeline(self.backend, CropConfig(min_confidence=self.params.min_joint_confidence),
                                         self._limits())
-        self.processor = FrameProcessor(self.pipeline, self._limits(), self._stamp_policy())
-        self.sync: StampSynchronizer[Image, Person2DArray] = StampSynchronizer(self.params.sync_slop,
-                                                                                self.params.sync_queue_size)
+        self.processor = FrameProcessor(self.pipeline, self._limits(), self._stamp_policy(), self._builtin_source())
+        # images are kept with the time their callback ran (receive_to_publish)
+        self.sync: StampSynchronizer[tuple[Image | CompressedImage, float], Person2DArray] = StampSynchronizer(
+            self.params.sync_slop, self.params.sync_queue_size)
         self._sync_reported = (0, 0)
         self.markers = SkeletonMarkers(self.pipeline.parents)
         self._last_tf = 0.0
@@ -86,8 +96,8 @@ class LifterNode(Node):
         self._worker = threading.Thread(target=self._work, name="lbi_lifter_worker", daemon=True)
         self._worker.start()
         self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
-        self.get_logger().info(f"lifting with backend {self.backend.name}; waiting for 'image', 'camera_info', "
-                               "'keypoints_2d'")
+        wanted = "" if self.processor.keypoint_source else ", 'keypoints_2d'"  # builtin: a camera alone
+        self.get_logger().info(f"lifting with backend {self.backend.name}; waiting for 'image', 'camera_info'{wanted}")
 
     # -- set-up -----------------------------------------------------------------------------------------
     def _create_backend(self, primary: InferenceBackend | None) -> FallbackBackend:
@@ -102,6 +112,16 @@ class LifterNode(Node):
         self.health.info.update(backend=primary.name, model=str(p.model_path or "default weights"),
                                 fallback_backends=",".join(p.fallback_backends) or "none")
         return FallbackBackend(primary, fallbacks, p.fallback_after_failures, self._on_backend_switch)
+
+    def _builtin_source(self):
+        """keypoints_source builtin: the node's own 2D detector (BlazePose files from scripts/setup.sh), else None."""
+        if self.params.keypoints_source != "builtin":
+            return None
+        from lbi_ros.pose2d.keypoint_source import BuiltinKeypoints, stream_config
+
+        source = BuiltinKeypoints(stream_config(self.params.max_people))
+        self.health.info.update(keypoints_source=f"builtin BlazePose ({source.detector.landmark_backend.name})")
+        return source
 
     def _on_backend_switch(self, switch: Switch) -> None:
         self.health.count("backend_fallbacks")
@@ -128,12 +148,26 @@ class LifterNode(Node):
         def pub_events(topic: str) -> PublisherEventCallbacks:
             return PublisherEventCallbacks(incompatible_qos=lambda e: self._qos_warning(topic, e))
 
-        self.create_subscription(Image, "image", self._on_image, sensor_qos(),
-                                 event_callbacks=sub_events("image"), qos_overriding_options=overrides)
+        if self.params.image_transport == "compressed":  # image_transport's topic name: <image>/compressed
+            self.create_subscription(CompressedImage, self.resolve_topic_name("image") + "/compressed",
+                                     self._on_image, sensor_qos(), event_callbacks=sub_events("image"),
+                                     qos_overriding_options=overrides)
+        else:
+            self.create_subscription(Image, "image", self._on_image, sensor_qos(),
+                                     event_callbacks=sub_events("image"), qos_overriding_options=overrides)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sensor_qos(),
                                  event_callbacks=sub_events("camera_info"), qos_overriding_options=overrides)
-        self.create_subscription(Person2DArray, "keypoints_2d", self._on_keypoints, reliable,
-                                 event_callbacks=sub_events("keypoints_2d"), qos_overriding_options=overrides)
+        if self.params.keypoints_source == "builtin":  # camera alone: the 2D people found go out on keypoints_2d
+            self.pub_keypoints = self.create_publisher(Person2DArray, "keypoints_2d", reliable,
+                                                       qos_overriding_options=overrides)
+        elif self.params.keypoints_input == "hri_skeleton2d":
+            from lbi_ros.ros.messages import HriSkeletonInput
+
+            self.hri_input = HriSkeletonInput(self, self._on_keypoints, self._image_size, self.bad_input,
+                                              keypoints_qos())
+        else:
+            self.create_subscription(Person2DArray, "keypoints_2d", self._on_keypoints, keypoints_qos(),
+                                     event_callbacks=sub_events("keypoints_2d"), qos_overriding_options=overrides)
         self.pub_skeletons = self.create_publisher(Skeleton3DArray, "skeletons_3d", reliable,
                                                    event_callbacks=pub_events("skeletons_3d"),
                                                    qos_overriding_options=overrides)
@@ -162,6 +196,14 @@ class LifterNode(Node):
             self.warnings.warn("rejected_parameters", "parameter change rejected: " + "; ".join(reasons))
         return parameters
 
+    def _image_size(self, frame_id: str) -> tuple[int, int] | None:
+        """(width, height) from the frame's CameraInfo, or None (unknown camera, or size not filled)."""
+        try:
+            camera = self.processor.cameras.lookup(frame_id.lstrip("/"))
+        except MessageError:
+            return None
+        return (camera.width, camera.height) if camera.width > 0 and camera.height > 0 else None
+
     def bad_input(self, reason: str, message: str) -> None:
         self.health.count(reason if reason.startswith("bad_") else f"bad_{reason}")
         self.warnings.warn(reason, message)
@@ -169,14 +211,19 @@ class LifterNode(Node):
     # -- callbacks: convert and hand on ------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.health.count("camera_info_received")
-        error = self.processor.cameras.update(msg)
+        error = self.processor.cameras.update(msg)  # a leading '/' in its frame_id is ignored there
+        if msg.header.frame_id.startswith("/"):
+            self.bad_input("frame_id_leading_slash", f"CameraInfo frame_id {msg.header.frame_id!r} starts with '/', "
+                           "which tf2 rejects: matched to images without it; drop the '/' in the camera driver")
         if error is not None:
             self.bad_input(error.reason, f"CameraInfo for frame {msg.header.frame_id!r} rejected: {error}")
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         self.health.count("images_received")
+        if self.processor.keypoint_source is not None:  # builtin: nothing to pair with, the worker detects
+            return self._post(Match(stamp_ns(msg.header), (msg, time.monotonic()), None, True))
         with self._sync_lock:
-            match = self.sync.add_image(stamp_ns(msg.header), msg)
+            match = self.sync.add_image(stamp_ns(msg.header), (msg, time.monotonic()))
         self._post(match)
 
     def _on_keypoints(self, msg: Person2DArray) -> None:
@@ -191,7 +238,8 @@ class LifterNode(Node):
         with self._cv:
             if self._mailbox is not None:
                 self.health.count("frames_dropped_busy")
-            self._mailbox = Frame(match.image, match.keypoints, time.monotonic())
+            image, image_received = match.image
+            self._mailbox = Frame(image, match.keypoints, time.monotonic(), image_received)
             self._cv.notify()
 
     # -- worker: lift and publish -------------------------------------------------------------------------
@@ -228,8 +276,13 @@ class LifterNode(Node):
             self.health.count("frames_rejected")
             return
         t2 = time.perf_counter()
-        self._publish(result.header, result.people)
+        skeletons_published = self._publish(result.header, result.people)
+        if result.detected is not None:
+            self.pub_keypoints.publish(keypoints_msg(result.header, result.detected.joint_set, result.detected.people))
+            self.health.count("people_detected", len(result.detected.people))
         times = dict(result.timings_ms, publish=(time.perf_counter() - t2) * 1e3)
+        # this frame's image callback -> its skeletons handed to DDS: the node's own share of the latency
+        times["receive_to_publish"] = (skeletons_published - frame.image_received_monotonic) * 1e3
         times["total"] = (time.perf_counter() - frame.received_monotonic) * 1e3
         times["input_age"] = (self._now_ns() - stamp_ns(result.header)) / 1e6
         self.health.add_times(times)
@@ -238,8 +291,10 @@ class LifterNode(Node):
         if result.num_input_people == 0:
             self.health.count("empty_frames")
 
-    def _publish(self, header, people) -> None:
+    def _publish(self, header, people) -> float:
+        """Publish skeletons, markers and TF; returns when the skeletons were handed to DDS (monotonic s)."""
         self.pub_skeletons.publish(skeletons_msg(header, self.pipeline.joint_names, self.pipeline.parents, people))
+        skeletons_published = time.monotonic()
         if self.params.publish_markers:
             self.pub_markers.publish(self.markers.build(header, people))
         now = time.monotonic()
@@ -247,18 +302,25 @@ class LifterNode(Node):
         if self.params.publish_tf and people and (rate <= 0 or now - self._last_tf >= 1.0 / rate):
             self._last_tf = now
             self.pub_tf.publish(skeleton_transforms(header, people, self.params.publish_joint_tf))
+        return skeletons_published
 
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
 
     # -- periodic: parameters, sync bookkeeping, diagnostics -----------------------------------------------
-    def _publish_diagnostics(self) -> None:
-        self.params = read_parameters(self)  # runtime changes (validated by validate_update)
+    def _apply_parameters(self) -> None:
+        """Runtime parameter changes (validated by validate_update) reach every user. min_joint_confidence
+        goes through the processor's limits, which also set the crop's threshold for each frame."""
+        self.params = read_parameters(self)
         self.warnings.period_s = self.params.warn_period
         self.processor.limits = self._limits()
         self.processor.stamps.policy = self._stamp_policy()
         with self._sync_lock:
             self.sync.slop_ns = int(round(self.params.sync_slop * 1e9))
+
+    def _publish_diagnostics(self) -> None:
+        self._apply_parameters()
+        with self._sync_lock:
             if self.params.max_input_age > 0 and (now := self._now_ns()) > 0:
                 self.sync.expire_before(now - int(self.params.max_input_age * 1e9))
             counters, (images, keypoints) = self.sync.counters, self.sync.pending()

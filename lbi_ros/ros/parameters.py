@@ -28,6 +28,9 @@ from rclpy.parameter import Parameter
 
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 FALLBACK_BACKENDS = ("tensorrt", "onnxruntime", "torch")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+KEYPOINTS_INPUTS = ("person2d_array", "hri_skeleton2d")
+KEYPOINTS_SOURCES = ("topic", "builtin")
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class ParamSpec:
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
-    ParamSpec("model_path", "", "Checkpoint (.safetensors) or ONNX file of the lifter; empty = shipped default "
-              "weights", read_only=True),
+    ParamSpec("model_path", "", "Checkpoint (.safetensors) or ONNX file of the lifter, or a shipped name "
+              "(default, baseline-2d); empty = shipped default weights", read_only=True),
     ParamSpec("backend", "auto", f"Inference backend, one of {BACKENDS}; auto = TensorRT if a GPU and TensorRT "
               "are present, else ONNX Runtime, else PyTorch", read_only=True),
     ParamSpec("engine_cache_dir", "", "Where TensorRT engines are cached (created user-only, 0700); empty = "
@@ -51,6 +54,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               f"{FALLBACK_BACKENDS}; empty = none", read_only=True),
     ParamSpec("fallback_after_failures", 3, "Consecutive inference failures before switching to the next fallback "
               "backend", 1, 1000, read_only=True),
+    ParamSpec("image_transport", "raw", f"Image input, one of {IMAGE_TRANSPORTS}: raw = sensor_msgs/Image on 'image'; "
+              "compressed = sensor_msgs/CompressedImage (jpeg/png, as image_transport publishes it) on "
+              "'<image>/compressed'", read_only=True),
+    ParamSpec("keypoints_input", "person2d_array", f"2D keypoint input, one of {KEYPOINTS_INPUTS}: person2d_array = "
+              "lbi_ros/Person2DArray on 'keypoints_2d'; hri_skeleton2d = ROS4HRI hri_msgs/Skeleton2D on "
+              "/humans/bodies/<id>/skeleton2d for the ids on /humans/bodies/tracked (needs hri_msgs)", read_only=True),
+    ParamSpec("keypoints_source", "topic", f"Where the 2D people come from, one of {KEYPOINTS_SOURCES}: topic = "
+              "a 2D detector's messages (see keypoints_input); builtin = the node runs its own BlazePose detector "
+              "on each image (camera alone: image + camera_info) and publishes the people it found on "
+              "'keypoints_2d' (lbi_ros/Person2DArray, mediapipe33, stamped with the image)", read_only=True),
     ParamSpec("sync_slop", 0.02, "Approximate image/keypoint stamp match tolerance, s (exact match is tried "
               "first)", 0.0, 0.05),
     ParamSpec("sync_queue_size", 10, "Unmatched images/keypoint messages kept while waiting for a partner",
@@ -80,6 +93,9 @@ class LifterParams:
     engine_cache_dir: str
     fallback_backends: tuple[str, ...]
     fallback_after_failures: int
+    image_transport: str
+    keypoints_input: str
+    keypoints_source: str
     sync_slop: float
     sync_queue_size: int
     max_people: int
@@ -126,6 +142,12 @@ def check_value(name: str, value: Any) -> str | None:
         return f"{name}={value!r} is outside [{spec.low}, {spec.high}]: {spec.description}"
     if name == "backend" and value not in BACKENDS:
         return f"backend={value!r} is unknown; choose one of {list(BACKENDS)}"
+    if name == "keypoints_source" and value not in KEYPOINTS_SOURCES:
+        return f"keypoints_source={value!r} is unknown; choose one of {list(KEYPOINTS_SOURCES)}"
+    if name == "image_transport" and value not in IMAGE_TRANSPORTS:
+        return f"image_transport={value!r} is unknown; choose one of {list(IMAGE_TRANSPORTS)}"
+    if name == "keypoints_input" and value not in KEYPOINTS_INPUTS:
+        return f"keypoints_input={value!r} is unknown; choose one of {list(KEYPOINTS_INPUTS)}"
     return None
 
 
@@ -173,7 +195,11 @@ def check_paths(params: LifterParams) -> list[str]:
     """
     errors = []
     if params.model_path:
-        path = Path(params.model_path).expanduser()
+        from lbi_ros.weights import SHIPPED, default_weights_path
+
+        # a shipped name (default, baseline-2d) means its file, as everywhere (lbi_ros.weights.resolve_checkpoint)
+        shipped = params.model_path in SHIPPED
+        path = default_weights_path(params.model_path) if shipped else Path(params.model_path).expanduser()
         if not path.exists():
             errors.append(f"model_path {str(path)!r} does not exist")
         elif not path.is_file():

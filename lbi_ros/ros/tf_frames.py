@@ -1,16 +1,26 @@
-"""Skeletons -> REP-155 TF frames (``tf2_msgs/TFMessage``) parented to the camera optical frame.
+"""Skeletons -> REP-155 TF frames (``tf2_msgs/TFMessage``).
 
-Frames per person ``<id>`` (REP-155 "human body" naming, ROS4HRI): ``body_<id>`` at the pelvis,
-oriented like REP-103 body frames (x forward out of the chest, y to the person's left, z up along
-the spine), and, when enabled, one frame per joint (``l_wrist_<id>``, ``head_<id>``, ...) at the
-joint position with the camera's orientation (a lifter gives positions, not joint rotations).
+Frames per person ``<id>`` (REP-155 "Body Frames", ROS4HRI naming):
+
+* ``body_<id>``: parent = the camera frame of the image (``header.frame_id``), origin at the pelvis
+  (mid-hips), oriented like REP-103 body frames (x forward out of the chest, y to the person's left,
+  z up along the spine);
+* when enabled, one frame per joint that REP-155's kinematic model names (``waist``, ``torso``,
+  ``head``, ``{l,r}_{shoulder,elbow,wrist,hip,knee,ankle}``, see
+  :data:`lbi_ros.skeleton.REP155_FRAME_NAMES`), suffixed ``_<id>`` and parented to ``body_<id>`` as
+  REP-155 requires, at the joint position with the body frame's orientation (a lifter gives
+  positions, not joint rotations).
 
 Person ids become part of frame names, so they are sanitised to ``[A-Za-z0-9_]`` (TF frame ids must
-not contain ``/`` or spaces). The body orientation math is plain numpy in :func:`body_rotation`.
+not contain ``/`` or spaces). An id that sanitising changes also gets a short hash of the original id
+(``'person 7/a'`` -> ``person_7_a_<8 hex>``), so two ids that differ only in unsafe characters never
+share frames, and a person keeps the same frame name in every frame. The body orientation math is plain
+numpy in :func:`body_rotation`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 
@@ -28,8 +38,33 @@ L_HIP, R_HIP = H36M17.index("l_hip"), H36M17.index("r_hip")
 
 
 def frame_suffix(person_id: str) -> str:
-    """``'person 7/a'`` -> ``'person_7_a'``; empty ids become ``'unknown'``."""
-    return _UNSAFE.sub("_", person_id) or "unknown"
+    """``'a_1'`` -> ``'a_1'``; ``'person 7/a'`` -> ``'person_7_a_<8 hex of sha1(id)>'``; ``''`` -> ``'unknown_<hex>'``.
+
+    Deterministic (the same id always gets the same suffix, whoever else is in the frame) and
+    collision-free between ids that only differ in the characters sanitising replaces.
+    """
+    safe = _UNSAFE.sub("_", person_id)
+    if safe == person_id and safe:
+        return safe
+    return f"{safe or 'unknown'}_{_digest(person_id)[:8]}"
+
+
+def _digest(person_id: str) -> str:
+    return hashlib.sha1(person_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def frame_suffixes(person_ids: Sequence[str]) -> list[str]:
+    """:func:`frame_suffix` for every person of a frame, guaranteed distinct for distinct ids.
+
+    A clash left after hashing (an id that is literally another id's sanitised-plus-hash form, which
+    only a deliberate id can be) is resolved by giving the later of the two the full 40-hex hash.
+    """
+    suffixes = [frame_suffix(pid) for pid in person_ids]
+    owners: dict[str, str] = {}
+    for k, (pid, suffix) in enumerate(zip(person_ids, suffixes, strict=True)):
+        if owners.setdefault(suffix, pid) != pid:
+            suffixes[k] = f"{_UNSAFE.sub('_', pid) or 'unknown'}_{_digest(pid)}"
+    return suffixes
 
 
 def body_rotation(joints_cam_m: np.ndarray) -> np.ndarray:
@@ -82,21 +117,26 @@ def _transform(header: Header, child: str, xyz: np.ndarray, quat: tuple[float, f
 
 
 def skeleton_transforms(header: Header, people: Sequence[PersonLift], joint_frames: bool = True) -> TFMessage:
-    """One TFMessage with ``body_<id>`` (and joint frames) for every person; parent = ``header.frame_id``.
+    """One TFMessage with ``body_<id>`` (parent ``header.frame_id``) and, if ``joint_frames``, the REP-155
+    joint frames of every person (parent ``body_<id>``), all at the image stamp.
 
     Joints that were missing in 2D (``valid`` False) get no frame: TF consumers cannot tell a guessed
-    frame from a measured one.
+    frame from a measured one. H36M joints REP-155 has no link for get no frame either (the typed
+    Skeleton3DArray carries every joint).
     """
     message = TFMessage()
     identity = (0.0, 0.0, 0.0, 1.0)
-    for person in people:
-        suffix = frame_suffix(person.person_id)
-        body_q = rotation_to_quaternion(body_rotation(person.joints_cam_m))
-        message.transforms.append(_transform(header, f"body_{suffix}", person.joints_cam_m[PELVIS], body_q))
+    for person, suffix in zip(people, frame_suffixes([p.person_id for p in people]), strict=True):
+        body = f"body_{suffix}"
+        rotation = body_rotation(person.joints_cam_m)
+        pelvis = person.joints_cam_m[PELVIS]
+        message.transforms.append(_transform(header, body, pelvis, rotation_to_quaternion(rotation)))
         if not joint_frames:
             continue
+        joint_header = Header(stamp=header.stamp, frame_id=body)
+        in_body = (person.joints_cam_m - pelvis) @ rotation  # (J, 3) rows: R^T (p_j - p_pelvis)
         for j, stem in enumerate(REP155_FRAME_NAMES):
-            if j == PELVIS or not person.valid[j]:
+            if stem is None or j == PELVIS or not person.valid[j]:
                 continue
-            message.transforms.append(_transform(header, f"{stem}_{suffix}", person.joints_cam_m[j], identity))
+            message.transforms.append(_transform(joint_header, f"{stem}_{suffix}", in_body[j], identity))
     return message

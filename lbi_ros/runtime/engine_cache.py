@@ -25,6 +25,8 @@ The build itself (:func:`build_serialized_engine`) takes the TensorRT module as 
 passes ``tensorrt`` (GPU), the CI op check passes ``tensorrt_rtx``, which parses and builds on a
 CPU-only machine. Nothing here imports TensorRT or touches a GPU; deserialising is a callable the
 caller supplies (:mod:`lbi_ros.runtime.tensorrt_backend`), so the file handling is testable anywhere.
+Building with ``tensorrt`` on a GPU and deserialising there are **not yet run on hardware**; the cache was
+exercised with engines that TensorRT-RTX built on a CPU.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``create_backend``: the one way the node, the CLI and the benchmarks get an :class:`InferenceBackend`.
 
-``model_path`` is a ``.safetensors`` checkpoint (weights + the config that built them) or an ``.onnx``
-file exported by lbi_ros (carrying its I/O contract). From a checkpoint, ONNX Runtime and TensorRT need
+``model_path`` is a ``.safetensors`` checkpoint (weights + the config that built them), an ``.onnx``
+file exported by lbi_ros (carrying its I/O contract) or a shipped name (``default``, ``baseline-2d``;
+:func:`lbi_ros.weights.resolve_checkpoint`). From a checkpoint, ONNX Runtime and TensorRT need
 ONNX: it is exported once into ``<cache_dir>/onnx/`` keyed by the checkpoint's sha256, checked against
 PyTorch, and reused afterwards. TensorRT engines go into ``<cache_dir>`` itself
 (:mod:`lbi_ros.runtime.engine_cache`).
@@ -196,33 +197,6 @@ def onnx_with_precision(onnx_path: str | Path, precision: str, cache_dir: str | 
     return path
 
 
-# -- model files --------------------------------------------------------------------------------------------
-def shipped_weights(name: str = "default") -> Path | None:
-    """Path of weights shipped in the package (:mod:`lbi_ros.weights`), None where this build has none."""
-    try:
-        from lbi_ros.weights import SHIPPED, default_weights_path
-    except ImportError:
-        return None
-    return default_weights_path(name) if name in SHIPPED else None
-
-
-def resolve_model_path(model_path: str | Path | None) -> Path:
-    """A model file argument: None/"" = the shipped default weights, a shipped name (``default``,
-    ``baseline-2d``), or a path. FileNotFoundError (with what was looked for) when the file is missing."""
-    spec = "" if model_path is None else str(model_path)
-    if spec == "" or spec in ("default", "baseline-2d"):
-        path = shipped_weights(spec or "default")
-        if path is None or not path.is_file():
-            raise FileNotFoundError(f"no model_path given and the shipped {spec or 'default'} weights are not "
-                                    f"installed{f' at {path}' if path else ''}: pass a .safetensors checkpoint or an "
-                                    ".onnx file exported by `lbi export`")
-        return path
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    return path
-
-
 # -- availability and selection ----------------------------------------------------------------------------
 def resolve_device(device: str) -> str:
     if device not in ("auto", "cpu", "cuda"):
@@ -279,7 +253,8 @@ def create_backend(
 ) -> InferenceBackend:
     """An inference backend for ``model_path`` (see the module doc for the rules and errors).
 
-    ``model_path``: a checkpoint or ONNX file; None or "" = the shipped default weights (:mod:`lbi_ros.weights`).
+    ``model_path``: a checkpoint or ONNX file, a shipped name (``default``, ``baseline-2d``), or None/"" = the
+    shipped default weights (:func:`lbi_ros.weights.resolve_checkpoint`, the resolver every entry point uses).
 
     ``precision``: ``fp32`` / ``fp16`` (an fp16 graph for ONNX Runtime and TensorRT, autocast for torch on
     CUDA) / ``bf16`` (torch on CUDA only); None = fp32, or the ONNX file's own precision.
@@ -290,7 +265,9 @@ def create_backend(
         raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
     if precision not in (None, "fp32", "fp16", "bf16"):
         raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
-    path = resolve_model_path(model_path)
+    from lbi_ros.weights import resolve_checkpoint
+
+    path = resolve_checkpoint(model_path)
     if path.suffix not in CHECKPOINT_SUFFIXES + ONNX_SUFFIXES:
         raise ValueError(f"model file {path} must be a {CHECKPOINT_SUFFIXES} checkpoint or an {ONNX_SUFFIXES} export")
     from_checkpoint = path.suffix in CHECKPOINT_SUFFIXES

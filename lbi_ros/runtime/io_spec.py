@@ -165,8 +165,10 @@ def build_io_spec(config: ModelConfig, include_coarse: bool = False) -> IOSpec:
     B, J = BATCH_AXIS, config.num_joints
     inputs = []
     if config.has_image:
-        inputs.append(TensorSpec(IMAGE_CROP, "float32", (B, 3, config.crop_height, config.crop_width),
-                                 "RGB crop, ImageNet mean/std normalised"))
+        # lbi_gated reads the shared square person crop (lbi_ros.pose2d.roi.person_roi_from_box)
+        square = config.kind == "lbi_gated"
+        h, w = (config.image_size, config.image_size) if square else (config.crop_height, config.crop_width)
+        inputs.append(TensorSpec(IMAGE_CROP, "float32", (B, 3, h, w), "RGB crop, ImageNet mean/std normalised"))
     inputs += [
         TensorSpec(KEYPOINTS_CROP, "float32", (B, J, 3),
                    "x, y in the crop frame [-1, 1] and confidence in [0, 1]; 0 = missing"),

@@ -7,7 +7,8 @@ worker threads busy-wait between calls and steal the cores the rest of the ROS p
 conversion, a torch model) needs. Spinning on is faster in isolation (1.5 vs 2.3 ms at batch 1) and can
 be turned on where the cores are the lifter's alone.
 
-onnxruntime is imported inside the functions that use it.
+onnxruntime is imported inside the functions that use it. The CUDA execution provider path is **not yet
+run on hardware** (``onnxruntime-gpu`` on a GPU); the CPU provider is what the tests and benchmarks ran.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Two separate steps, as in the TensorRT samples:
 ``tensorrt`` is imported lazily and only after ``torch.cuda.is_available()`` confirmed a CUDA device:
 creating a TensorRT runtime without a GPU can crash the process. TensorRT itself comes from NVIDIA
 (JetPack's system package on Jetson, or pip with NVIDIA's index on a desktop), not from requirements/.
+
+**Not yet run on hardware**: this backend has not run on a GPU or a Jetson in this project (its tests are
+``gpu``-marked). What was checked instead: the same engine build path with TensorRT-RTX on a CPU (the
+TensorRT op check of ``lbi export``, :mod:`lbi_ros.runtime.trt_check`) and the engine cache with engines
+TensorRT-RTX built (docs/deployment.md, "Hardware status").
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ Runtime is present. On a GPU three options trade start-up time for latency, each
 * ``precision`` ``fp16``/``bf16``: autocast the forward (outputs are returned as float32).
 
 None of them exist on the CPU (they raise ``ValueError`` there): CPU speed comes from ONNX Runtime.
+The CUDA paths are **not yet run on hardware** (no GPU in this project's runs so far; their tests are
+``gpu``-marked); the CPU path is the tested reference.
 """
 
 from __future__ import annotations

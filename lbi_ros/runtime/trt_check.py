@@ -8,7 +8,8 @@ TopK's K and sorted flag) that TensorRT supports. The check goes through the sam
 
 Where ``tensorrt_rtx`` is not importable the check is *skipped* with the reason, never faked. It does
 not replace running the engine on the target: the deployment recipe (docs/deployment.md) builds with
-JetPack's TensorRT and checks parity there.
+JetPack's TensorRT and checks parity there (that recipe is not yet run on hardware; this check is what
+has run, on x86_64 CPUs).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class SyntheticDataConfig:
     samples_per_epoch: int = 100_000
     seed: int = 0
     flip_prob: float = 0.5
-    box_jitter_scale: float = 0.1
+    box_jitter_scale: float = 0.1  # crop-box augmentation (training only: evaluation sets force both to 0)
     box_jitter_shift: float = 0.05
     min_visible_joints: int = 8
     max_tries: int = 30
@@ -248,6 +248,7 @@ class SyntheticPoseDataset:
             kp = apply_detector_noise(gt_px, rng, cfg.noise, image_size=(cam.width, cam.height))
             if int(visible_mask(kp, crop.min_confidence).sum()) < cfg.min_visible_joints:
                 continue
+            kp = self.observe_keypoints(kp, cam, joints_c, toes_c, people if use_mesh else [], rng)
             box = compute_crop_box(kp, crop)
             if box is None:
                 continue
@@ -267,6 +268,18 @@ class SyntheticPoseDataset:
                                keypoints_gt_px=gt_px.astype(np.float32))
         raise RuntimeError(f"no usable sample after {cfg.max_tries} tries; camera/noise settings too harsh?")
 
+
+    def observe_keypoints(self, keypoints_px: np.ndarray, cam: Any, joints_cam: np.ndarray, toes_cam: np.ndarray,
+                          people: list, rng: np.random.Generator) -> np.ndarray:
+        """The 2D keypoints (17, 3) ``[u, v, conf]`` camera pixels the lifter gets for this scene.
+
+        Default: ``keypoints_px``, the synthetic detector noise. Evaluation with the built-in detector
+        (:mod:`lbi_ros.evaluation.detector_input`) overrides this to render the scene and run the detector;
+        ``cam`` is the virtual camera, ``joints_cam``/``toes_cam`` the camera-frame pose (m), ``people`` the
+        posed mesh people ([] for capsule people). ``rng`` must not be advanced by an override that wants the
+        rest of the sample to stay as it is.
+        """
+        return keypoints_px
 
     def render_mesh_crop(self, people: list, cam: Any, crop_intr: Any, height: int, width: int,
                          rng: np.random.Generator, valid: tuple[float, float, float, float],

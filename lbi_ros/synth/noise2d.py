@@ -10,6 +10,11 @@ Applied to H36M-17 pixels (17, 2) of one person; returns (17, 3) ``[u, v, confid
   hip-knee-ankle), the detector labels that limb's joints with the other side's positions.
 * **Dropouts**: per joint with ``dropout_prob``; joints outside the image are dropped with
   ``outside_drop_prob``. Dropped joints have confidence 0 (and coordinates 0).
+* **Gross failures** (``gross_failure_prob``, default 0): per person, every joint gets an extra Gaussian
+  error of ``gross_failure_scale`` x height, the way a detector that latched onto the wrong pose looks.
+  Drawn only when the probability is > 0, so configs without it keep their random streams.
+* **Per-joint factors** (``joint_factors``): 17 values replacing the COCO-derived ``k_j`` below (empty =
+  those), e.g. fitted to a real detector by :mod:`lbi_ros.synth.noise_fit`.
 * **Confidence**: visible joints get ``c = clip(c0 - a * err / sigma_px_ref + N(0, 0.05))`` with
   ``c0 ~ U(0.75, 0.98)`` per sample, so larger errors come with lower confidence, in [0.1, 1].
 * **COCO synthesis** (``synthesize="coco17"``): pelvis, thorax and spine are recomputed from the noisy
@@ -48,12 +53,19 @@ class Noise2DConfig:
     dropout_prob: float = 0.02
     outside_drop_prob: float = 0.97
     synthesize: Literal["coco17", "none"] = "coco17"
+    gross_failure_prob: float = 0.0  # per person; 0 = off (no extra random draws)
+    gross_failure_scale: float = 0.25  # x person height (px), per axis
+    joint_factors: tuple[float, ...] = ()  # 17 per-joint k_j; empty = JOINT_NOISE_FACTORS
 
     def __post_init__(self) -> None:
         lo, hi = self.sigma_range
         if not 0 <= lo <= hi:
             raise ValueError(f"sigma_range must satisfy 0 <= low <= high, got {self.sigma_range}")
-        for name in ("outlier_prob", "swap_prob", "dropout_prob", "outside_drop_prob"):
+        if len(self.joint_factors) not in (0, 17) or any(not k >= 0 for k in self.joint_factors):
+            raise ValueError(f"joint_factors must be empty or 17 values >= 0, got {self.joint_factors}")
+        if not self.gross_failure_scale >= 0:
+            raise ValueError(f"gross_failure_scale must be >= 0, got {self.gross_failure_scale}")
+        for name in ("outlier_prob", "swap_prob", "dropout_prob", "outside_drop_prob", "gross_failure_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"Noise2DConfig.{name} must be a probability, got {getattr(self, name)}")
 
@@ -85,10 +97,13 @@ def apply_detector_noise(
     g = rng.standard_normal((3 * n + 2 * n,))  # jitter (2n), outliers (2n), confidence (n)
     lo, hi = config.sigma_range
     sigma = (lo + (hi - lo) * u[0]) * height
-    err = g[: 2 * n].reshape(n, 2) * (sigma * JOINT_NOISE_FACTORS)[:, None]
+    factors = np.asarray(config.joint_factors) if config.joint_factors else JOINT_NOISE_FACTORS
+    err = g[: 2 * n].reshape(n, 2) * (sigma * factors)[:, None]
     outliers = u[4 : 4 + n] < config.outlier_prob
     if outliers.any():
         err[outliers] += g[2 * n : 4 * n].reshape(n, 2)[outliers] * (config.outlier_scale * height)
+    if config.gross_failure_prob > 0 and rng.random() < config.gross_failure_prob:
+        err += rng.standard_normal((n, 2)) * (config.gross_failure_scale * height)
     noisy = gt + err
     for k, (left, right) in enumerate(_LIMB_PAIRS):
         if u[1 + k] < config.swap_prob:

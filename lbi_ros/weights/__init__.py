@@ -1,6 +1,11 @@
 """Shipped weights: ``lbi_default.safetensors`` (LBI lifter) and ``lift2d_default.safetensors`` (the matched
-2D-only baseline). See ``MODEL_CARD.md`` beside them (data, licence, metrics). Stored in fp16; loading casts
-them back to the model's float32 parameters."""
+2D-only baseline). See ``MODEL_CARD.md`` beside them (data, licence, metrics).
+
+:func:`resolve_checkpoint` is the one place a model argument becomes a file: ``lbi eval``, ``lbi export``,
+``lbi bench model --checkpoint``, ``lbi build-engine``, the inference-backend factory (hence the node's
+``model_path`` parameter) and training's ``init_weights`` all call it, so ``default`` and ``baseline-2d``
+mean the same file everywhere.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +22,24 @@ def default_weights_path(name: str = "default") -> Path:
     return WEIGHTS_DIR / SHIPPED[name]
 
 
-def resolve_checkpoint(spec: str) -> Path:
-    """A checkpoint argument: a shipped name (``default``, ``baseline-2d``) or a file path."""
-    path = default_weights_path(spec) if spec in SHIPPED else Path(spec)
+def resolve_checkpoint(spec: str | Path | None = None) -> Path:
+    """A model argument -> an existing file.
+
+    ``None`` or ``""`` = the shipped ``default``; a shipped name (``default``, ``baseline-2d``) = that file in
+    this package; anything else is a path (``~`` expanded): a ``.safetensors`` checkpoint or, where the caller
+    takes one, an ``.onnx`` export. FileNotFoundError says what was looked for.
+    """
+    text = "" if spec is None else str(spec)
+    if text in ("", *SHIPPED):
+        name = text or "default"
+        path = default_weights_path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"the shipped {name} weights are not installed (looked for {path}): pass a "
+                                    ".safetensors checkpoint or an .onnx file exported by `lbi export`")
+        return path
+    path = Path(text).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"model file {path} does not exist"
+                                + (" (not a regular file)" if path.exists() else "")
+                                + f"; shipped names are {sorted(SHIPPED)}")
     return path

@@ -1,11 +1,17 @@
 """Demo camera + 2D detector: publishes the demo scene's images, CameraInfo and noisy 2D keypoints.
 
-``python -m lbi_ros.ros.tools.demo_player STAMPS.json [--rate HZ] [--duration S] [--people N] [--seed S]``
+``python -m lbi_ros.ros.tools.demo_player STAMPS.json [--rate HZ] [--duration S] [--people N] [--seed S]
+[--image-transport raw|compressed]``
 
 Frames are built (and their images rendered) before publishing starts, so the publishing rate is steady. Each frame is
 stamped with the wall clock at publication (like a camera driver); the keypoints carry the image's
 header, as a 2D detector does. The stamp of every frame index is written to ``STAMPS.json`` for the
-recorder to score the lifter against the ground truth.
+recorder to score the lifter against the ground truth, with how many messages of each topic went out.
+
+QoS is what stock drivers use: images and CameraInfo with the sensor-data profile (best effort, keep
+last 5), as a camera driver publishes them; keypoints reliable, keep last 10, as the node expects.
+``--image-transport compressed`` publishes ``sensor_msgs/CompressedImage`` (jpeg, quality 95: the
+image_transport default) on ``image/compressed`` instead of ``image``.
 """
 
 from __future__ import annotations
@@ -17,12 +23,12 @@ import time
 
 import rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from lbi_ros.demo import scene
 from lbi_ros.msg import Person2D, Person2DArray
-from lbi_ros.ros.image_conversion import rgb_to_image
+from lbi_ros.ros.image_conversion import rgb_to_compressed, rgb_to_image
 from lbi_ros.skeleton import H36M17
 
 FRAME_ID = "demo_camera_optical_frame"
@@ -54,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--people", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--body", choices=("capsule", "mesh"), default="capsule")
+    parser.add_argument("--image-transport", choices=("raw", "compressed"), default="raw",
+                        help="sensor_msgs/Image on 'image', or CompressedImage (jpeg) on 'image/compressed'")
+    parser.add_argument("--keypoints", choices=("truth", "builtin"), default="truth",
+                        help="truth = also publish the scene's noisy 2D keypoints; builtin = camera only (the "
+                             "lifter detects the people itself)")
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of unscored frames first: a best-effort reader that has just matched "
                              "loses its first samples, as a late subscriber to a running camera would")
@@ -64,18 +75,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     demo_scene = scene.DemoScene(args.people, seed=args.seed, body=args.body)
     frames = [demo_scene.frame(i) for i in range(max(1, round(args.duration * args.rate)))]
+    compressed = args.image_transport == "compressed"
+    jpeg: dict[int, bytes] = {}  # per rendered image (ping-pong repeats them): encoded once, before playing
+    if compressed:
+        for frame in frames:
+            jpeg.setdefault(id(frame.image_rgb), bytes(rgb_to_compressed(frame.image_rgb).data))
     rclpy.init()
     node = rclpy.create_node("lbi_demo_player")
-    # Reliable images: the demo runs beside other loads on small machines, where best-effort 1 MB samples
-    # (UDP fragments) get lost; the node's subscriber is switched to reliable with a QoS override.
-    pub_image = node.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    if compressed:
+        pub_image = node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+    else:
+        pub_image = node.create_publisher(Image, "image", qos_profile_sensor_data)
     pub_info = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
-    pub_kp = node.create_publisher(Person2DArray, "keypoints_2d",
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    pub_kp = None if args.keypoints == "builtin" else node.create_publisher(
+        Person2DArray, "keypoints_2d", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     stamps: dict[int, int] = {}
+    published = 0
     try:
         deadline = time.monotonic() + args.wait_subscribers
-        while min(p.get_subscription_count() for p in (pub_image, pub_info, pub_kp)) < args.min_subscribers:
+        while min(p.get_subscription_count() for p in (pub_image, pub_info, pub_kp) if p) < args.min_subscribers:
             if time.monotonic() > deadline:
                 node.get_logger().error("no lifter subscribed to image/camera_info/keypoints_2d in time")
                 return 3
@@ -87,8 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         for n, frame in enumerate(warmup + frames):
             header = Header(stamp=node.get_clock().now().to_msg(), frame_id=FRAME_ID)
             pub_info.publish(camera_info(header))
-            pub_image.publish(rgb_to_image(frame.image_rgb, header))
-            pub_kp.publish(keypoints_msg(header, frame))
+            if compressed:
+                image = CompressedImage(header=header, format="rgb8; jpeg compressed bgr8")
+                image.data = jpeg[id(frame.image_rgb)]  # assigned, not passed to the constructor (element-wise)
+                pub_image.publish(image)
+            else:
+                pub_image.publish(rgb_to_image(frame.image_rgb, header))
+            if pub_kp is not None:
+                pub_kp.publish(keypoints_msg(header, frame))
+            published += 1
             if n >= len(warmup):
                 stamps[frame.index] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
             next_time += period
@@ -98,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         with open(args.stamps_path, "w") as f:
             json.dump({"frame_id": FRAME_ID, "rate_hz": args.rate, "seed": args.seed, "people": args.people,
+                       "image_transport": args.image_transport, "published": published,
                        "stamps": {str(k): v for k, v in stamps.items()}}, f)
         node.destroy_node()
         rclpy.try_shutdown()

@@ -15,9 +15,11 @@ consumer of ``skeletons_3d`` and ``/diagnostics``. It reports:
 ``overload`` (default 120 Hz x 6 people for 30 s) drives the node far above its capacity on a small CPU;
 ``soak`` (default 30 Hz x 3 people for 30 min) checks that nothing grows. The model is ``--model`` or
 the shipped default weights; without those, an untrained LBI network (same compute) is written to a
-temporary checkpoint. The publisher gets a Fast DDS profile whose shared-memory segment holds its
-frames (``--default-transport`` to leave it at Fast DDS's 512 KB, where larger best-effort images go
-over UDP fragments and are lost under CPU load: a camera-driver setting, not the node's).
+temporary checkpoint. The publisher and the node get the project's Fast DDS profile
+(``config/fastdds_large_frames.xml``, whose shared-memory segment holds the frames; ``--default-transport``
+to leave both at Fast DDS's 512 KB, where larger best-effort images are lost: a camera-driver setting).
+``delivery`` (:mod:`lbi_ros.ros.tools.delivery_bench`) counts frames answered / sent with Fast DDS
+defaults, with the profile and with compressed images, at ``--rates`` (default 10,30).
 """
 
 from __future__ import annotations
@@ -44,13 +46,17 @@ STANDING = STANDING_POSE_M
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("mode", choices=sorted(MODES), help="overload: far above capacity; soak: a long steady run")
+    parser.add_argument("mode", choices=[*sorted(MODES), "delivery"],
+                        help="overload: far above capacity; soak: a long steady run; delivery: frames answered / "
+                             "sent with Fast DDS defaults, the large-frames profile and compressed images")
+    parser.add_argument("--rates", help="delivery: comma-separated camera rates, Hz (default 10,30)")
     parser.add_argument("--rate", type=float, help="input frames per second (overload 120, soak 30)")
     parser.add_argument("--people", type=int, help="people per frame (overload 6, soak 3)")
     parser.add_argument("--seconds", type=float, help="duration (overload 30)")
     parser.add_argument("--minutes", type=float, help="duration in minutes (soak 30)")
     parser.add_argument("--warmup", type=float, help="seconds left out of the statistics (default: 20%%, <= 60 s)")
-    parser.add_argument("--model", help="checkpoint or ONNX file (default: shipped weights, else untrained LBI)")
+    parser.add_argument("--model", help="checkpoint or ONNX file, or default / baseline-2d "
+                        "(default: shipped weights, else untrained LBI)")
     parser.add_argument("--backend", default="auto", help="node parameter 'backend'")
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
@@ -60,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode == "delivery":
+        from lbi_ros.ros.tools import delivery_bench
+
+        return delivery_bench.run(args)
     defaults = MODES[args.mode]
     rate = args.rate or defaults["rate"]
     people = args.people or defaults["people"]
@@ -77,13 +87,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def model_path(tmp: Path, model: str | None) -> Path:
-    if model:
-        return Path(model)
-    from lbi_ros.runtime.factory import shipped_weights
+    from lbi_ros.weights import resolve_checkpoint
 
-    shipped = shipped_weights("default")
-    if shipped is not None and shipped.is_file():
-        return shipped
+    if model:
+        return resolve_checkpoint(model)  # a file, or a shipped name (default, baseline-2d)
+    try:
+        return resolve_checkpoint("default")
+    except FileNotFoundError:
+        pass
     import torch
 
     from lbi_ros.checkpoint import save_checkpoint
@@ -103,16 +114,21 @@ def measure(tmp: Path, mode: str, rate: float, people: int, seconds: float, warm
     domain = reserve_domain_id()
     env = apply_ros_environment(domain.domain_id, tmp / "ros-log")
     node_env = dict(env)
-    if large_shm:  # this process publishes the frames; the node's own (small) outputs keep the defaults
+    if not large_shm:  # Fast DDS defaults in this process (the camera) and in the node
+        from lbi_ros.ros.environment import PROFILE_VARIABLES
+
+        for key in PROFILE_VARIABLES:
+            os.environ.pop(key, None)
+    elif size[0] * size[1] * 3 > 2 << 20:  # frames beyond the shipped 16 MB segment's 8: a bigger one
         from lbi_ros.ros.dds_shm import write_large_frames_profile
 
-        profile = write_large_frames_profile(tmp / "large_frames.xml", max(4 << 20, 8 * size[0] * size[1] * 3))
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+        profile = write_large_frames_profile(tmp / "large_frames.xml", 8 * size[0] * size[1] * 3)
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = node_env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     log_path = tmp / "node.log"
     with open(log_path, "w") as log:
         node = popen_ros(["python", "-m", "lbi_ros.ros.lift_node", "--ros-args", "-p", f"model_path:={path}",
                           "-p", f"backend:={backend}"], domain.domain_id, tmp / "ros-log", env=node_env,
-                         stdout=log, stderr=subprocess.STDOUT)
+                         large_frames=large_shm, stdout=log, stderr=subprocess.STDOUT)
     try:
         bench = Bench(node, rate, people, size)
         try:

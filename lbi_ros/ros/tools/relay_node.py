@@ -1,9 +1,11 @@
 """A bare relay with the lifter's inputs and pairing but no lifting: the baseline of node-added latency.
 
 Subscribes to ``image``, ``camera_info`` and ``keypoints_2d`` with the lifter's QoS, pairs them with
-the same :class:`StampSynchronizer`, and republishes an empty ``Skeleton3DArray`` carrying the image
-header on ``skeletons_3d``. Run beside the lifter on the same inputs, the difference of the two
-end-to-end latencies is what lifting adds; the rest is DDS transport of the image between processes.
+the same :class:`StampSynchronizer`, and republishes a ``Skeleton3DArray`` carrying the image header
+on ``skeletons_3d``, built by the node's own :func:`skeletons_msg` with one all-zero H36M-17 skeleton
+per input person, so its payload (and its construction and serialisation cost) is the lifter's. Run
+beside the lifter on the same inputs, the per-frame difference of the two end-to-end latencies is what
+lifting adds; the rest is DDS transport of the image between processes.
 
 ``python -m lbi_ros.ros.tools.relay_node --ros-args -r __node:=lbi_relay -r skeletons_3d:=relay/skeletons_3d``
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -19,9 +22,18 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CameraInfo, Image
 
 from lbi_ros.msg import Person2DArray, Skeleton3DArray
-from lbi_ros.ros.messages import stamp_ns
+from lbi_ros.pipeline import PersonLift
+from lbi_ros.ros.messages import skeletons_msg, stamp_ns
 from lbi_ros.ros.qos import sensor_qos
 from lbi_ros.ros.synchronizer import StampSynchronizer
+from lbi_ros.skeleton import H36M17
+
+
+def placeholder_people(keypoints: Person2DArray) -> list[PersonLift]:
+    """One all-zero H36M-17 person per input person: the lifter's output payload, without lifting."""
+    joints = H36M17.num_joints
+    return [PersonLift(p.id, float(p.score), np.zeros((joints, 3)), np.zeros((joints, 3)), np.zeros(joints),
+                       np.zeros(joints), np.ones(joints, bool), np.zeros(3), 0.0, 0.0) for p in keypoints.people]
 
 
 class RelayNode(Node):
@@ -43,7 +55,8 @@ class RelayNode(Node):
 
     def _relay(self, match) -> None:
         if match is not None:
-            self.pub.publish(Skeleton3DArray(header=match.image.header, skeleton="h36m17"))
+            self.pub.publish(skeletons_msg(match.image.header, H36M17.joint_names, H36M17.parents,
+                                           placeholder_people(match.keypoints)))
 
 
 def main(args: list[str] | None = None) -> int:
