@@ -62,3 +62,29 @@ def test_the_recording_opens_with_standard_mcap_readers(tmp_path):
             if channel.topic == "/skeletons_3d" and decoded.skeletons:
                 assert len(decoded.skeletons[0].positions) == 17
     assert {"/image", "/camera_info", "/keypoints_2d", "/skeletons_3d", "/diagnostics"} <= set(topics)
+
+
+def test_camera_only_demo_scores_the_peers_on_the_same_people(tmp_path):
+    """``keypoints="builtin"``: LBI, the 2D-only lifter and BlazePose world landmarks, root-relative MPJPE on
+    the same people, in the summary (issue 16)."""
+    import math
+
+    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
+    from lbi_ros.ros.tools.demo import run_demo
+    from lbi_ros.weights import default_weights_path
+
+    require(default_weights_path("default").is_file() and default_weights_path("baseline-2d").is_file(),
+            "shipped weights are not in this checkout")
+    try:
+        model_path("pose_detection.tflite")
+        model_path("pose_landmark_full.tflite")
+    except PoseModelFileError as exc:
+        require(False, f"BlazePose model files missing: {exc}")
+    result = run_demo(tmp_path, duration_s=1.5, rate_hz=4.0, backend="onnxruntime", body="mesh", keypoints="builtin")
+    peers = json.loads(result.report.read_text())["summary"]["peer_mpjpe_mm"]
+    assert {"lbi", "lift2d", "blazepose_world", "people", "blazepose_world_without_offsets"} == set(peers)
+    assert 0 < peers["people"] <= result.metrics.people_lifted, peers
+    for name in ("lbi", "lift2d", "blazepose_world", "blazepose_world_without_offsets"):
+        assert math.isfinite(peers[name]) and 0 < peers[name] < 400, peers  # mm; ~100-120 on the 10 s run
+    if peers["people"] == result.metrics.people_lifted:  # the same people: LBI's number is the demo's MPJPE
+        assert peers["lbi"] == pytest.approx(result.metrics.mpjpe_mm)

@@ -8,7 +8,9 @@ topic to ``--out``.
 ``--keypoints builtin``: camera only. The player publishes no 2D keypoints; the node finds the people
 itself (``keypoints_source:=builtin``), and the demo also prints detection recall and precision (people
 matched to the truth by 2D proximity), and the 2D error and PCK@0.1 against the rendered truth
-(:mod:`lbi_ros.benchmarks.detector_eval`); ``summary.detection_*`` in the JSON.
+(:mod:`lbi_ros.benchmarks.detector_eval`); ``summary.detection_*`` in the JSON. It also prints the
+root-relative MPJPE of LBI, the 2D-only lifter and BlazePose world landmarks on the same frames and people
+(:mod:`lbi_ros.demo.peers`); ``summary.peer_mpjpe_mm`` in the JSON.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"2D detection     recall {t.recall:.3f} ({t.people_matched}/{t.people_present} people present), "
               f"precision {t.precision:.3f} ({t.people_matched}/{t.detections} found); on the COCO-mappable joints: "
               f"mean error {t.error_2d_px:.1f} px, PCK@0.1 box {t.pck_2d:.1f} %")
+    if result.peers is not None:  # --keypoints builtin: the peers on the frames and people LBI was scored on
+        p = result.peers
+        print(f"peer (same frames, root-relative MPJPE)  LBI {p.lbi:.1f} mm | 2D-only {p.lift2d:.1f} mm | "
+              f"BlazePose world {p.blazepose_world:.1f} mm  ({p.people} people; BlazePose without its joint "
+              f"offsets {p.blazepose_world_without_offsets:.1f} mm)")
     print(f"wrote            {result.picture}, {result.report}, {result.recording}")
     if args.json:
         shutil.copyfile(result.report, args.json) if str(args.json) != str(result.report) else None

@@ -185,12 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
     parser.add_argument("--keypoints", default=str(FIXTURE_PATH), help="COCO-17 keypoint fixture (JSON)")
     parser.add_argument("--focal-scale", type=float, default=FOCAL_SCALE, help="fx = fy = this x image width")
+    parser.add_argument("--peer", action="store_true",
+                        help="also print plausibility checks for both lifters and BlazePose's world landmarks "
+                             "(the built-in detector on the photo; lbi_ros/evaluation/peer.py)")
     args = parser.parse_args(argv)
     result = lift_photo(args.backend, args.keypoints, args.focal_scale)
     for label, p in result.people.items():
         sh = float(np.linalg.norm(p.joints_cam_m[11] - p.joints_cam_m[14]))
         print(f"{label:8s} root {np.round(p.root_cam_m, 3)} m, shoulder width {sh:.3f} m, "
               f"reprojection {p.reprojection_error_px:.1f} px")
+    if args.peer:  # no 3D truth: plausibility, not accuracy
+        from lbi_ros.evaluation.peer import peer_on_image, plausibility
+
+        poses = {label: p.joints_cam_m for label, p in result.people.items()}
+        peer = peer_on_image(result.image, result.intrinsics.as_array())
+        if peer is not None:
+            poses["BlazePose"] = peer
+        for label, pose in poses.items():
+            c = plausibility(pose)
+            print(f"{label:10s} shoulder width {c['shoulder_width_m']:.2f} m, torso {c['torso_m']:.2f} m, left elbow "
+                  f"{100 * c['l_elbow_above_shoulder_m']:+.0f} cm above the left shoulder")
     print(f"wrote {draw_figure(result, args.out)}")
     return 0
 

@@ -144,3 +144,32 @@ def evaluate_peer(eval_set: EvalSet, offsets: np.ndarray | None) -> tuple[dict[s
     metrics["without_offsets"] = {k: plain[k] for k in ("mpjpe_mm", "p_mpjpe_mm", "depth_mpjpe_mm", "pck150",
                                                         "auc", "per_joint_mm")}
     return metrics, corrected
+
+
+def peer_on_image(image_rgb: np.ndarray, intrinsics: np.ndarray, detector: Any = None) -> np.ndarray | None:
+    """The peer on one photo: the best-scoring person's (17, 3) root-relative camera-frame pose (m), or None.
+
+    ``intrinsics`` ``[fx, fy, cx, cy]``; ``detector``: a :class:`~lbi_ros.pose2d.detector.PersonDetector`
+    (default: a new one with MediaPipe's thresholds). No joint offsets (they are for the rendered sets).
+    """
+    if detector is None:
+        from lbi_ros.pose2d.detector import DetectorConfig, PersonDetector
+        from lbi_ros.pose2d.keypoint_source import default_backend
+
+        detector = PersonDetector(DetectorConfig(backend=default_backend()))
+    people = detector.detect(image_rgb)
+    if not people:
+        return None
+    best = max(people, key=lambda p: p.score)
+    joints = world_to_h36m(np.asarray(best.world_m)[None])
+    rot = ray_rotation(best.roi.center[None], np.asarray(intrinsics, np.float64).reshape(1, 4))
+    return np.einsum("nab,njb->nja", rot, joints)[0]
+
+
+def plausibility(joints_m: np.ndarray) -> dict[str, float]:
+    """Checks for a photo without 3D truth, from an H36M-17 camera-frame pose (17, 3) m (y down):
+    ``shoulder_width_m``, ``torso_m`` (pelvis to thorax), ``l_elbow_above_shoulder_m`` (negative = below)."""
+    j = np.asarray(joints_m, np.float64)
+    return {"shoulder_width_m": float(np.linalg.norm(j[11] - j[14])),
+            "torso_m": float(np.linalg.norm(j[8] - j[0])),
+            "l_elbow_above_shoulder_m": float(j[11, 1] - j[12, 1])}

@@ -11,6 +11,10 @@ best effort with the sensor-data profile, as camera drivers do); the only deviat
 caller asks for (``backend`` other than auto, ``model_path``), listed in ``summary.node_deviations``.
 Every process gets the project's Fast DDS profile (``config/fastdds_large_frames.xml``, through
 :mod:`lbi_ros.ros.environment`). All processes share the machine's cores.
+
+Camera-only (``keypoints="builtin"``): once the graph has stopped, the 2D-only lifter and BlazePose world
+landmarks are scored on the frames and people the node's skeletons were scored on
+(:mod:`lbi_ros.demo.peers`; ``summary.peer_mpjpe_mm``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lbi_ros.benchmarks.detector_eval import Detection2DMetrics
+from lbi_ros.demo.peers import PeerComparison, compare_peers
 from lbi_ros.demo.report import (
     DemoMetrics,
     ReceivedPeople2D,
@@ -49,6 +54,7 @@ class DemoResult:
     report: Path
     recording: Path
     detection: Detection2DMetrics | None = None  # keypoints="builtin": the node's 2D people vs the truth
+    peers: PeerComparison | None = None  # keypoints="builtin": LBI, 2D-only lifter, BlazePose world, same people
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
@@ -219,6 +225,9 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
     if keypoints == "builtin":  # skeletons carry detector ids: relabel them with the truth person they found
         detection, received = score_detections(frames, stamps, detected, received)
     metrics, matched = score(frames, stamps, received, relayed, rate_hz)
+    peers = None
+    if keypoints == "builtin":  # after the graph: the 2D-only lifter and BlazePose on the same frames and people
+        peers = compare_peers(frames, stamps, detected, matched, backend=backend)
     # The picture shows the frame nearest the middle of the run among those with the most people lifted.
     lifted_per_frame: dict[int, int] = {}
     for index, *_ in matched:
@@ -241,7 +250,9 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
                    **_delivery(played["published"], diagnostics, mcap.counts if mcap else {}),
                    cpu_cores=os.cpu_count(), processes_sharing_cores=len(processes) + 1,  # + this recorder
                    keypoints=keypoints, **{f"detection_{k}": v for k, v in (detection.to_dict() if detection else {}).items()})
+    if peers is not None:
+        summary["peer_mpjpe_mm"] = peers.to_dict()
     report = out / "demo.json"
     report.write_text(json.dumps({"summary": summary, "node_diagnostics": diagnostics,
                                   "recorded_messages": mcap.counts if mcap else {}}, indent=2))
-    return DemoResult(metrics, dict(diagnostics), picture, report, out / "demo.mcap", detection)
+    return DemoResult(metrics, dict(diagnostics), picture, report, out / "demo.mcap", detection, peers)
