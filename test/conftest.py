@@ -51,6 +51,17 @@ def require_module(name: str, reason: str = "") -> ModuleType:
         raise  # not reached: require() skipped or failed
 
 
+def require_pose_models() -> None:
+    """The two BlazePose files ``scripts/setup.sh`` fetches, checked by sha256: skip without them, fail under CI."""
+    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
+
+    try:
+        model_path("pose_detection.tflite")
+        model_path("pose_landmark_full.tflite")
+    except PoseModelFileError as exc:
+        require(False, f"BlazePose model files missing (run scripts/setup.sh): {exc}")
+
+
 def rclpy_available() -> bool:
     return importlib.util.find_spec("rclpy") is not None
 

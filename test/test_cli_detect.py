@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ from lbi_ros.cli.main import main
 from lbi_ros.pose2d.topology import mediapipe33_to_coco17
 from lbi_ros.skeleton import COCO17, MEDIAPIPE33
 
+from .conftest import require_pose_models
+
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut_coco17.json"
 
 
@@ -21,15 +22,7 @@ def astronaut_png(tmp_path_factory) -> Path:
     import cv2
     import skimage.data
 
-    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
-
-    try:
-        model_path("pose_detection.tflite")
-        model_path("pose_landmark_full.tflite")
-    except PoseModelFileError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"BlazePose model files missing under CI: {exc}")
-        pytest.skip(f"BlazePose model files missing: {exc}")
+    require_pose_models()
     path = tmp_path_factory.mktemp("images") / "skimage_astronaut.png"
     cv2.imwrite(str(path), skimage.data.astronaut()[:, :, ::-1])
     return path

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from .conftest import require, requires_ros
+from .conftest import require, require_pose_models, requires_ros
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
@@ -69,17 +69,12 @@ def test_camera_only_demo_scores_the_peers_on_the_same_people(tmp_path):
     the same people, in the summary (issue 16)."""
     import math
 
-    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
     from lbi_ros.ros.tools.demo import run_demo
     from lbi_ros.weights import default_weights_path
 
     require(default_weights_path("default").is_file() and default_weights_path("baseline-2d").is_file(),
             "shipped weights are not in this checkout")
-    try:
-        model_path("pose_detection.tflite")
-        model_path("pose_landmark_full.tflite")
-    except PoseModelFileError as exc:
-        require(False, f"BlazePose model files missing: {exc}")
+    require_pose_models()
     result = run_demo(tmp_path, duration_s=1.5, rate_hz=4.0, backend="onnxruntime", body="mesh", keypoints="builtin")
     peers = json.loads(result.report.read_text())["summary"]["peer_mpjpe_mm"]
     assert {"lbi", "lift2d", "blazepose_world", "people", "blazepose_world_without_offsets"} == set(peers)

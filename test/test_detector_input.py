@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from lbi_ros.synth.dataset import SyntheticDataConfig
 from lbi_ros.synth.noise2d import JOINT_NOISE_FACTORS, Noise2DConfig, apply_detector_noise
 from lbi_ros.synth.noise_fit import fit_noise_config, measure_errors
 
+from .conftest import require_pose_models
 from .test_evaluation import write_cache
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,15 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def pose_models() -> None:
-    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
-
-    try:
-        model_path("pose_detection.tflite")
-        model_path("pose_landmark_full.tflite")
-    except PoseModelFileError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"BlazePose model files missing under CI: {exc}")
-        pytest.skip(f"BlazePose model files missing: {exc}")
+    require_pose_models()
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import requires_ros
+from .conftest import require_pose_models, requires_ros
 from .node_harness import Client, start_lifter, stop
 
 pytestmark = [pytest.mark.ros, requires_ros]
@@ -19,15 +19,7 @@ SIZE = (512, 512)
 
 @pytest.fixture(scope="module")
 def astronaut_rgb() -> np.ndarray:
-    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
-
-    try:
-        model_path("pose_detection.tflite")
-        model_path("pose_landmark_full.tflite")
-    except PoseModelFileError as exc:
-        from .conftest import require
-
-        require(False, f"BlazePose model files missing: {exc}")
+    require_pose_models()
     import skimage.data
 
     return skimage.data.astronaut()  # (512, 512, 3) uint8 RGB

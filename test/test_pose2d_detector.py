@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,8 @@ from lbi_ros.pose2d.roi import (
 from lbi_ros.pose2d.topology import MEDIAPIPE33_OFFICIAL_NAMES, MEDIAPIPE33_TO_COCO17, mediapipe33_to_coco17
 from lbi_ros.pose2d.tracker import PersonTracker, TrackerConfig
 from lbi_ros.skeleton import COCO17, MEDIAPIPE33
+
+from .conftest import require_pose_models
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut_coco17.json"
 
@@ -332,15 +333,7 @@ def test_person_detector_batches_crops_reuses_rois_and_keeps_ids():
 
 @pytest.fixture(scope="module")
 def blazepose_nets():
-    from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
-
-    try:
-        model_path("pose_detection.tflite")
-        model_path("pose_landmark_full.tflite")
-    except PoseModelFileError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"BlazePose model files missing under CI: {exc}")
-        pytest.skip(f"BlazePose model files missing: {exc}")
+    require_pose_models()
     from lbi_ros.pose2d.blazepose import load_detector_net, load_landmark_net
 
     outputs = ("landmarks", "pose_flag", "world", "add_9", "heatmaps")

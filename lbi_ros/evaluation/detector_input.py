@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from lbi_ros.evaluation.sets import EvalSet, _FrameRenderSet, stack_samples
+from lbi_ros.evaluation.sets import EvalSet, _FrameRenderSet, choose_eval_frames, stack_samples
 from lbi_ros.geometry import project
 from lbi_ros.pose2d.detector import DetectorConfig, PersonDetector
 from lbi_ros.pose2d.keypoint_source import default_backend, mark_unseen
@@ -199,23 +199,9 @@ def detector_eval_set(
     Same frames, seeds and box rule as :func:`~lbi_ros.evaluation.sets.rendered_eval_set`; only the found
     people are in the returned set (module doc). ``detector``: a ready :class:`PersonDetector` (tests).
     """
-    config = replace(data or SyntheticDataConfig(), cache_dir=cache_dir, split=split or "test", seed=seed,
-                     procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1),
-                     box_jitter_scale=0.0, box_jitter_shift=0.0)
-    labels: dict[str, np.ndarray] = {}
-    if cache_dir:
-        from lbi_ros.mocap.cache import SPLITS, load_mocap_cache
-
-        cache = load_mocap_cache(cache_dir)
-        frames = np.sort(np.concatenate([cache.frame_indices(s) for s in ([split] if split else SPLITS)]))
-        if frames.size == 0:
-            raise ValueError(f"{cache_dir}: no frames in split {split!r}")
-        chosen = frames[(np.arange(num_samples) * frames.size) // num_samples]
-        labels = {k: cache.frame_labels(chosen, k).astype(str) for k in ("content", "style", "name")}
-        dataset = DetectorRenderSet(config, cache.joints, cache.toes, detector_input, detector)
-    else:
-        chosen = np.full(num_samples, -1)
-        dataset = DetectorRenderSet(config, None, None, detector_input, detector)
+    frames = choose_eval_frames(cache_dir, split, num_samples, seed, data)
+    config, chosen, labels = frames.config, frames.chosen, frames.labels
+    dataset = DetectorRenderSet(config, frames.joints, frames.toes, detector_input, detector)
     samples, found, missed = [], [], []
     for i in range(num_samples):
         if i and i % 100 == 0:

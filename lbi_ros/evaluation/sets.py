@@ -91,6 +91,39 @@ class _FrameRenderSet(SyntheticPoseDataset):
         return self.generate(rng)
 
 
+@dataclass(frozen=True)
+class EvalFrames:
+    """Which mocap frames an evaluation renders, and the data config it renders them with."""
+
+    config: SyntheticDataConfig
+    """``data`` with the cache, split and seed set, procedural poses off and the box jitter off."""
+    chosen: np.ndarray
+    """(N,) cache frame per sample, spread evenly over the split's sorted frames; -1 = procedural pose."""
+    labels: dict[str, np.ndarray]
+    """content / style / name per sample (empty without a cache)."""
+    joints: np.ndarray | None
+    toes: np.ndarray | None
+
+
+def choose_eval_frames(cache_dir: str, split: str | None, num_samples: int, seed: int,
+                       data: SyntheticDataConfig | None = None) -> EvalFrames:
+    """The one frame choice of every rendered evaluation set (``rendered_eval_set``, the detector-input set)."""
+    config = replace(data or SyntheticDataConfig(), cache_dir=cache_dir, split=split or "test", seed=seed,
+                     procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1),
+                     box_jitter_scale=0.0, box_jitter_shift=0.0)
+    if not cache_dir:
+        return EvalFrames(config, np.full(num_samples, -1), {}, None, None)
+    from lbi_ros.mocap.cache import SPLITS, load_mocap_cache
+
+    cache = load_mocap_cache(cache_dir)
+    frames = np.sort(np.concatenate([cache.frame_indices(s) for s in ([split] if split else SPLITS)]))
+    if frames.size == 0:
+        raise ValueError(f"{cache_dir}: no frames in split {split!r}")
+    chosen = frames[(np.arange(num_samples) * frames.size) // num_samples]
+    labels = {k: cache.frame_labels(chosen, k).astype(str) for k in ("content", "style", "name")}
+    return EvalFrames(config, chosen, labels, cache.joints, cache.toes)
+
+
 def rendered_eval_set(
     cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
     data: SyntheticDataConfig | None = None,
@@ -101,24 +134,9 @@ def rendered_eval_set(
     its cache/split/seed/sampling fields are ignored and its box jitter is turned off (the node crops with
     the plain box rule). Empty ``cache_dir``: procedural poses.
     """
-    config = replace(data or SyntheticDataConfig(), cache_dir=cache_dir, split=split or "test", seed=seed,
-                     procedural_fraction=0.0, samples_per_epoch=max(num_samples, 1),
-                     box_jitter_scale=0.0, box_jitter_shift=0.0)
-    labels: dict[str, np.ndarray] = {}
-    if cache_dir:
-        from lbi_ros.mocap.cache import SPLITS, load_mocap_cache
-
-        cache = load_mocap_cache(cache_dir)
-        frames = np.concatenate([cache.frame_indices(s) for s in ([split] if split else SPLITS)])
-        frames = np.sort(frames)
-        if frames.size == 0:
-            raise ValueError(f"{cache_dir}: no frames in split {split!r}")
-        chosen = frames[(np.arange(num_samples) * frames.size) // num_samples]
-        labels = {k: cache.frame_labels(chosen, k).astype(str) for k in ("content", "style", "name")}
-        dataset = _FrameRenderSet(config, cache.joints, cache.toes)
-    else:
-        chosen = np.full(num_samples, -1)
-        dataset = _FrameRenderSet(config, None, None)
+    frames = choose_eval_frames(cache_dir, split, num_samples, seed, data)
+    config, chosen, labels = frames.config, frames.chosen, frames.labels
+    dataset = _FrameRenderSet(config, frames.joints, frames.toes)
     samples = []
     for i in range(num_samples):
         frame = int(chosen[i]) if chosen[i] >= 0 else None
