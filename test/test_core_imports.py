@@ -48,3 +48,26 @@ def test_blocker_really_blocks():
     code = BLOCKER + "\nimport rclpy\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "blocked by test" in result.stderr
+
+
+GOOGLE_RUNTIMES = ("mediapipe", "tensorflow", "tflite_runtime", "ai_edge_litert", "jax", "jaxlib")
+
+
+def test_built_in_detector_runs_without_google_runtimes():
+    """Issue 15: the converted BlazePose nets are plain PyTorch/ONNX; detecting a person (model files read,
+    converted, run) imports none of mediapipe, TensorFlow, a TFLite interpreter or jax. Those are blocked here,
+    so a stray import fails the detection instead of passing unnoticed."""
+    from .conftest import require_pose_models
+
+    require_pose_models()
+    blocker = BLOCKER.replace(repr(BLOCKED_PREFIXES), repr(GOOGLE_RUNTIMES))
+    code = blocker + (
+        "\nimport numpy as np, skimage.data\n"
+        "from lbi_ros.pose2d.detector import DetectorConfig, PersonDetector\n"
+        "people = PersonDetector(DetectorConfig(backend='torch')).detect(skimage.data.astronaut())\n"
+        "assert len(people) == 1, people\n"
+        f"loaded = [m for m in sys.modules if m.split('.')[0] in {GOOGLE_RUNTIMES!r}]\n"
+        "assert not loaded, loaded\nprint('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
