@@ -64,6 +64,8 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pool", action="append", required=True, help="evaluation pool directory (repeatable)")
     parser.add_argument("--images", choices=("real", "shuffled", "blank"), action="append", default=None,
                         help="image condition(s) for image models (default: real)")
+    parser.add_argument("--noise", default=None,
+                        help="data config YAML whose 'noise' redraws the 2D inputs (e.g. config/data/detector_noise.yaml)")
     parser.add_argument("--json", default=None, help="append the metrics as JSON lines here")
     parser.set_defaults(func=_evaluate)
 
@@ -79,14 +81,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     from lbi_ros.weights import resolve_checkpoint
 
     torch.set_num_threads(1)
+    noise = None
+    if args.noise:
+        from lbi_ros.config import load_yaml
+        from lbi_ros.synth.dataset import SyntheticDataConfig
+
+        noise = load_yaml(SyntheticDataConfig, args.noise).noise
     for spec in args.checkpoint:
         model, ckpt = load_model(resolve_checkpoint(spec))
         tap = ckpt.model_config.encoder.removeprefix("blazepose_") if ckpt.model_config.kind == "lbi_gated" else "add_8"
         conditions = args.images or ["real"]
         for pool in args.pool:
             for images in conditions if ckpt.model_config.kind == "lbi_gated" else ["real"]:
-                metrics = evaluate_pool(model, eval_batches(pool, tap, images=images))
-                record = {"checkpoint": spec, "pool": pool, "images": images, **metrics}
+                metrics = evaluate_pool(model, eval_batches(pool, tap, images=images, noise=noise))
+                record = {"checkpoint": spec, "pool": pool, "images": images, "noise": args.noise, **metrics}
                 log.info("%s | %s | images=%s: MPJPE %.2f  P-MPJPE %.2f  depth %.2f mm (n=%d)", spec, pool, images,
                          metrics["mpjpe_mm"], metrics["p_mpjpe_mm"], metrics["depth_mm"], metrics["n"])
                 if args.json:

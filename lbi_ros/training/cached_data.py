@@ -118,14 +118,18 @@ class CachedFeatureStream:
         )
 
 
-def eval_batches(pool_dir: str | Path, tap: str, batch_size: int = 512,
-                 images: str = "real", seed: int = 0) -> list[FeatureBatch]:
+def eval_batches(pool_dir: str | Path, tap: str, batch_size: int = 512, images: str = "real", seed: int = 0,
+                 noise: Noise2DConfig | None = None) -> list[FeatureBatch]:
     """A finished evaluation pool as fixed batches: the stored noisy keypoints (those ``lbi eval`` scores).
 
     ``images``: ``real``; ``shuffled`` (each sample gets another sample's features: a seeded derangement);
-    ``blank`` (every sample gets the features of a uniform grey crop).
+    ``blank`` (every sample gets the features of a uniform grey crop). ``noise``: instead of the stored
+    keypoints, draw fixed keypoints from the clean projections with this model (``default_rng([seed, 1 << 20,
+    row])``; e.g. the detector-like fit ``config/data/detector_noise.yaml``), encoded against the stored box.
     """
     arrays, rows, _ = load_pool(pool_dir)
+    if noise is not None:
+        arrays = {**arrays, **_redrawn_inputs(arrays, rows, noise, seed)}
     feats = np.asarray(arrays[f"feat_{tap}"][rows], dtype=np.float32)
     if images == "shuffled":
         feats = feats[derangement(rows.size, seed)]
@@ -143,6 +147,22 @@ def eval_batches(pool_dir: str | Path, tap: str, batch_size: int = 512,
             torch.from_numpy(np.asarray(arrays["crop_cam"][r], np.float32)),
             torch.from_numpy(np.asarray(arrays["joints_3d"][r], np.float32)),
         ))
+    return out
+
+
+def _redrawn_inputs(arrays: dict[str, np.ndarray], rows: np.ndarray, noise: Noise2DConfig,
+                    seed: int) -> dict[str, np.ndarray]:
+    """Model inputs of fresh fixed noisy keypoints for ``rows`` (full-length arrays, other rows zero)."""
+    n = arrays["keypoints_crop"].shape[0]
+    out = {"keypoints_crop": np.zeros((n, 17, 3), np.float32), "keypoints_cam": np.zeros((n, 17, 2), np.float32),
+           "crop_cam": np.zeros((n, 4), np.float32)}
+    for row in rows:
+        w, h = (float(x) for x in arrays["image_size"][row])
+        kp = apply_detector_noise(arrays["keypoints_gt_px"][row], np.random.default_rng([seed, 1 << 20, int(row)]),
+                                  noise, image_size=(w, h))
+        fx, fy, cx, cy = (float(x) for x in arrays["intrinsics"][row])
+        kc, kcam, ccam = encode_keypoints(kp, CropBox.from_array(arrays["box"][row]), Intrinsics(fx, fy, cx, cy))
+        out["keypoints_crop"][row], out["keypoints_cam"][row], out["crop_cam"][row] = kc, kcam, ccam
     return out
 
 

@@ -48,6 +48,9 @@ class CachedTrainConfig:
     pgtl: bool = True
     """Gated-model structure (:class:`ModelConfig` fields); the rest is the ``init`` checkpoint's."""
     noise: Noise2DConfig = field(default_factory=Noise2DConfig)
+    val_noise: Literal["stored", "train"] = "stored"
+    """Validate on the pools' stored keypoints (``lbi eval``'s default noise) or on fixed keypoints drawn
+    with ``noise`` (selection under the training noise, e.g. detector-like)."""
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-4
@@ -60,6 +63,9 @@ class CachedTrainConfig:
     num_rows: int = 0
     """At most this many pool rows (0 = all). Each epoch takes the pool's finished prefix when it starts (the
     pool may still be building); the per-epoch sizes are saved, so a resume replays the same rows."""
+    epoch_rows_from: str = ""
+    """A run directory whose recorded per-epoch pool sizes this run replays (match a partner trained while
+    the pool was still growing); '' = take each epoch's finished prefix."""
     val_every: int = 250
     checkpoint_minutes: float = 3.0
     threads: int = 1
@@ -146,6 +152,9 @@ def train_cached(config: CachedTrainConfig, resume: bool = True, stop_after: int
     optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     step, best, epoch_rows = 0, (math.inf, -1), {}
     state_path = out / "state.pt"
+    if config.epoch_rows_from:
+        partner = torch.load(Path(config.epoch_rows_from) / "state.pt", weights_only=True)
+        epoch_rows = {int(k): int(v) for k, v in json.loads(partner["epoch_rows"]).items()}
     if resume and state_path.is_file():
         state = torch.load(state_path, weights_only=True)
         model.load_state_dict(state["model"])
@@ -156,7 +165,8 @@ def train_cached(config: CachedTrainConfig, resume: bool = True, stop_after: int
         log.info("resumed %s at step %d", out, step)
     stream = CachedFeatureStream(config.pool_dir, config.tap, config.noise, config.seed, config.num_rows or None,
                                  epoch_rows)
-    vals = {Path(p).name.split("-")[0]: eval_batches(p, config.tap) for p in config.val_pools}
+    val_noise = config.noise if config.val_noise == "train" else None
+    vals = {Path(p).name.split("-")[0]: eval_batches(p, config.tap, noise=val_noise) for p in config.val_pools}
     meta = {"config": repr(config), "pool": config.pool_dir}
     (out / "run.json").write_text(json.dumps(meta, indent=1))
 
