@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("lbi.eval")
 
@@ -57,7 +58,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from lbi_ros.checkpoint import load_model
     from lbi_ros.evaluation import evaluate_model, latency_ms, rendered_eval_set
-    from lbi_ros.evaluation.report import SUMMARY_KEYS, write_report
+    from lbi_ros.evaluation.report import SUMMARY_KEYS
     from lbi_ros.model.build import count_parameters
     from lbi_ros.weights import resolve_checkpoint
 
@@ -104,12 +105,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if metrics["averaged_over"] != "sample":  # Human3.6M: per-action average above, per-sample mean beside it
         print(f"{'':>16}  (mean over {metrics['averaged_over']}s; over samples MPJPE "
               f"{metrics['mpjpe_mm_per_sample']:.2f}, P-MPJPE {metrics['p_mpjpe_mm_per_sample']:.2f})")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=1))
-    if args.out:
-        write_report(metrics, eval_set, predicted, args.out, title=f"lbi eval {args.checkpoint}")
-        log.info("report in %s", args.out)
+    _write_outputs(args, metrics, eval_set, predicted, f"lbi eval {args.checkpoint}")
     return 0
 
 
@@ -135,7 +131,7 @@ def _evaluate_peer(args: argparse.Namespace) -> int:
     from lbi_ros.config import with_overrides
     from lbi_ros.evaluation.detector_input import detector_eval_set
     from lbi_ros.evaluation.peer import DEFAULT_OFFSETS_PATH, evaluate_peer, load_offsets
-    from lbi_ros.evaluation.report import SUMMARY_KEYS, write_report
+    from lbi_ros.evaluation.report import SUMMARY_KEYS
     from lbi_ros.synth.dataset import SyntheticDataConfig
 
     if args.benchmark:
@@ -158,11 +154,7 @@ def _evaluate_peer(args: argparse.Namespace) -> int:
               f"P-MPJPE {raw['p_mpjpe_mm']:.2f}, depth {raw['depth_mpjpe_mm']:.2f}, PCK150 {raw['pck150']:.2f})")
     print(f"{'detection_rate':>16}: {metrics['detection_rate']:.2f} % ({metrics['num_detected']} of "
           f"{metrics['num_rendered']} people found; missed ones are left out, not scored)")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(metrics, indent=1))
-    if args.out:
-        write_report(metrics, detected.eval_set, predicted, args.out, title="lbi eval blazepose-world")
+    _write_outputs(args, metrics, detected.eval_set, predicted, "lbi eval blazepose-world")
     return 0
 
 
@@ -179,3 +171,15 @@ def _image_reliance(model, eval_set, images: str, output: str, mpjpe_real: float
     print(f"{'images':>16}: {images}: MPJPE {changed['mpjpe_mm']:.2f} mm ({increase:+.1f} % vs real crops)")
     return {"images": images, f"mpjpe_mm_images_{images}": changed["mpjpe_mm"],
             f"p_mpjpe_mm_images_{images}": changed["p_mpjpe_mm"], "mpjpe_increase_pct": increase}
+
+
+def _write_outputs(args: argparse.Namespace, metrics: dict, eval_set: Any, predicted: Any, title: str) -> None:
+    """``--json`` (the metrics) and ``--out`` (report.md/report.json and plots), for every kind of model."""
+    from lbi_ros.evaluation.report import write_report  # matplotlib: only when a report is asked for
+
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(metrics, indent=1))
+    if args.out:
+        write_report(metrics, eval_set, predicted, args.out, title=title)
+        log.info("report in %s", args.out)
