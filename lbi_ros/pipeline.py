@@ -23,7 +23,7 @@ from lbi_ros.input_checks import InputLimits, PersonKeypoints, Problem, check_pe
 from lbi_ros.lens import LensDistortion
 from lbi_ros.preprocess import CropConfig, prepare_inputs
 from lbi_ros.runtime.backend import InferenceBackend
-from lbi_ros.runtime.io_spec import JOINTS_3D, JOINTS_LOGVAR
+from lbi_ros.runtime.io_spec import IMAGE_CROP, JOINTS_3D, JOINTS_LOGVAR, IOSpec
 from lbi_ros.skeleton import H36M17, ROOT_INDEX
 
 # People are placed no farther than this (m): a lifted pose that only fits the 2D at a larger depth is
@@ -70,6 +70,8 @@ class LiftingPipeline:
         self.limits = limits or InputLimits()
         self.joint_names = H36M17.joint_names
         self.parents = H36M17.parents
+        self.square_size = square_input_size(backend.io_spec, self.crop)
+
 
     def lift(self, image_rgb: np.ndarray, intrinsics: Intrinsics, people: Sequence[PersonKeypoints],
              joint_set: str = "h36m17", lens: LensDistortion | None = None) -> FrameLift:
@@ -88,7 +90,8 @@ class LiftingPipeline:
             timings["crop"] = (time.perf_counter() - t0) * 1e3
             return FrameLift((), tuple(problems), timings)
         keypoints = np.stack([p.keypoints_px for p in checked.people]).astype(np.float32)  # (P, J_src, 3)
-        batch = prepare_inputs(image_rgb, keypoints, intrinsics, self.crop, joint_set=joint_set, lens=lens)
+        batch = prepare_inputs(image_rgb, keypoints, intrinsics, self.crop, joint_set=joint_set, lens=lens,
+                               square_size=self.square_size)
         t1 = time.perf_counter()
         timings["crop"] = (t1 - t0) * 1e3
         if batch.inputs is None:
@@ -140,6 +143,15 @@ class LiftingPipeline:
                 reprojection_error_px=float(root.reprojection_error_px[b]),
             ))
         return lifted
+
+
+def square_input_size(io_spec: IOSpec, crop: CropConfig) -> int | None:
+    """N when the model reads an N x N image that is not the box crop: the shared square person crop
+    (``lbi_gated``, :func:`lbi_ros.preprocess.square_box`); None for the box crop or no image."""
+    if not io_spec.has_input(IMAGE_CROP):
+        return None
+    h, w = io_spec.input(IMAGE_CROP).shape[2:]
+    return int(h) if h == w and (h, w) != (crop.height, crop.width) else None
 
 
 def root_depth_std(joints_rel_m: np.ndarray, sigma_m: np.ndarray, present: np.ndarray, depth_m: float) -> float:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -304,17 +304,27 @@ def encode_keypoints(
     return kc, kcam, crop_cam
 
 
+def square_box(box: CropBox) -> CropBox:
+    """The shared square person crop (:func:`lbi_ros.pose2d.roi.person_roi_from_box`) as a box: same centre,
+    side = ``box.h``, upright. Warped to N x N it is the ``lbi_gated`` lifter's ``image_crop``."""
+    return CropBox(box.cx, box.cy, box.h, box.h)
+
+
 def encode_person(
     crop_rgb: np.ndarray,
     keypoints_px: np.ndarray,
     box: CropBox,
     intrinsics: Intrinsics,
     config: CropConfig = CropConfig(),
+    image_config: CropConfig | None = None,
 ) -> ModelInputs:
-    """One person's crop (H, W, 3) uint8 RGB + H36M-17 keypoints (17, 3) px -> ModelInputs with B = 1."""
+    """One person's crop (H, W, 3) uint8 RGB + H36M-17 keypoints (17, 3) px -> ModelInputs with B = 1.
+
+    ``image_config``: the crop's own size when it is not ``config``'s (the shared square crop, :func:`square_box`).
+    """
     kc, kcam, ccam = encode_keypoints(keypoints_px, box, intrinsics, config)
     return ModelInputs(
-        image_crop=normalize_image(crop_rgb, config)[None],
+        image_crop=normalize_image(crop_rgb, image_config or config)[None],
         keypoints_crop=kc[None],
         keypoints_cam=kcam[None],
         crop_cam=ccam[None],
@@ -343,6 +353,7 @@ def prepare_inputs(
     joint_set: str = "h36m17",
     color_order: Literal["rgb", "bgr"] = "rgb",
     lens: LensDistortion | None = None,
+    square_size: int | None = None,
 ) -> PreparedBatch:
     """Full frame + detections -> model inputs: the deployment entry point.
 
@@ -350,7 +361,9 @@ def prepare_inputs(
     (mapped to H36M-17 here). Persons without any visible joint are skipped (see ``person_index``).
     ``lens``: the image is raw from a distorted camera; the keypoints must already be undistorted (ideal
     pinhole pixels, :meth:`LensDistortion.undistort`) and the crops are sampled through the lens.
+    ``square_size``: the image input is the shared square crop (:func:`square_box`) at that size, not the box.
     """
+    image_config = None if square_size is None else replace(config, height=square_size, width=square_size)
     kp = np.asarray(keypoints_px, dtype=np.float32)
     if kp.ndim == 2:
         kp = kp[None]
@@ -362,8 +375,9 @@ def prepare_inputs(
         box = compute_crop_box(kp17[p], config)
         if box is None:
             continue
-        crop = warp_crop(image, box, config, color_order, lens=lens, intrinsics=intrinsics)
-        items.append(encode_person(crop, kp17[p], box, intrinsics, config))
+        crop = warp_crop(image, box if image_config is None else square_box(box), image_config or config,
+                         color_order, lens=lens, intrinsics=intrinsics)
+        items.append(encode_person(crop, kp17[p], box, intrinsics, config, image_config))
         boxes.append(box)
         rows.append(p)
     return PreparedBatch(

@@ -6,7 +6,8 @@ without crop-box jitter, from the ``test`` split unless ``--split`` says otherwi
 actors, see :mod:`lbi_ros.mocap.clips`) or, with ``--benchmark``, a Human3.6M / MPI-INF-3DHP data config
 (YAML, see ``config/train/eval_h36m.yaml`` and ``config/train/eval_3dhp.yaml``; paths with ``--set
 key=value``). Benchmark protocols (per-action Human3.6M MPJPE, 3DHP PCK/AUC on the universal skeleton):
-:mod:`lbi_ros.evaluation.core`.
+:mod:`lbi_ros.evaluation.core`. An ``lbi_gated`` checkpoint is scored on the same rendered samples with the shared
+256x256 square crop as its image (:func:`lbi_ros.training.square_crops.square_eval_set`).
 
 ``--keypoints detector`` (mocap cache only) feeds the lifter the built-in BlazePose detector's 2D on the
 rendered people instead of the synthetic noise, scores only the people it finds and reports the detection
@@ -67,6 +68,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     path = resolve_checkpoint(args.checkpoint)
     model, ckpt = load_model(path)
     detected = None
+    square = ckpt.model_config.kind == "lbi_gated"  # reads the shared 256x256 square crop, not the 128x96 one
+    if square and (args.benchmark or args.keypoints == "detector"):
+        raise ValueError("an lbi_gated checkpoint is scored on rendered square crops: use a mocap cache with "
+                         "--keypoints synthetic (no --benchmark)")
     if args.benchmark:
         if args.keypoints == "detector":
             raise ValueError("--keypoints detector renders the people it detects: it needs a mocap cache, not --benchmark")
@@ -85,6 +90,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             detected = detector_eval_set(args.data, split, args.num_samples, args.seed, data=data)
             eval_set = detected.eval_set
+        elif square:  # the same samples, image_crop = the square crop rendered as for training
+            from lbi_ros.training.square_crops import square_eval_set
+
+            eval_set = square_eval_set(args.data, split, args.num_samples, args.seed, data=data)
         else:
             eval_set = rendered_eval_set(args.data, split, args.num_samples, args.seed, data=data)
     with torch.inference_mode():

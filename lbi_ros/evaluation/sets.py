@@ -126,17 +126,18 @@ def choose_eval_frames(cache_dir: str, split: str | None, num_samples: int, seed
 
 def rendered_eval_set(
     cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
-    data: SyntheticDataConfig | None = None,
+    data: SyntheticDataConfig | None = None, render_set: type[_FrameRenderSet] | None = None,
 ) -> EvalSet:
     """Render ``num_samples`` fixed samples of ``split`` (None = all clips) of the cache at ``cache_dir``.
 
     ``data`` supplies camera, noise, render and augmentation settings (default: the training defaults);
     its cache/split/seed/sampling fields are ignored and its box jitter is turned off (the node crops with
-    the plain box rule). Empty ``cache_dir``: procedural poses.
+    the plain box rule). Empty ``cache_dir``: procedural poses. ``render_set``: the renderer of the samples
+    (default :class:`_FrameRenderSet`; the shared square crop: :func:`lbi_ros.training.square_crops.square_eval_set`).
     """
     frames = choose_eval_frames(cache_dir, split, num_samples, seed, data)
     config, chosen, labels = frames.config, frames.chosen, frames.labels
-    dataset = _FrameRenderSet(config, frames.joints, frames.toes)
+    dataset = (render_set or _FrameRenderSet)(config, frames.joints, frames.toes)
     samples = []
     for i in range(num_samples):
         frame = int(chosen[i]) if chosen[i] >= 0 else None

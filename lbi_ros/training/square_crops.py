@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from lbi_ros.evaluation.sets import _FrameRenderSet
+from lbi_ros.evaluation.sets import EvalSet, _FrameRenderSet, rendered_eval_set
 from lbi_ros.geometry import Intrinsics
+from lbi_ros.preprocess import normalize_image
 from lbi_ros.synth.dataset import SyntheticDataConfig, SyntheticPoseDataset
 
 SQUARE_SIZE = 256
@@ -108,6 +109,26 @@ class SquareFrameRenderSet(_SquareCropMixin, _FrameRenderSet):
 
     def render_frame(self, frame: int | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
         return self.with_square(super().render_frame(frame, rng))
+
+
+class SquareEvalRenderSet(SquareFrameRenderSet):
+    """The evaluation samples with the model input ``image_crop`` = the normalised square crop (3, 256, 256)."""
+
+    def render_frame(self, frame: int | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        sample = super().render_frame(frame, rng)
+        square = replace(self.config.crop, height=SQUARE_SIZE, width=SQUARE_SIZE)
+        sample["image_crop"] = normalize_image(sample.pop("image_square"), square)
+        return sample
+
+
+def square_eval_set(cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
+                    data: SyntheticDataConfig | None = None) -> EvalSet:
+    """:func:`rendered_eval_set` (the same samples: frames, cameras, 2D noise, boxes, targets) with each
+    ``image_crop`` the shared 256x256 square crop rendered as for training (the ``lbi_gated`` lifter's input).
+
+    Memory: N x 3 x 256 x 256 float32 (0.79 MB per sample).
+    """
+    return rendered_eval_set(cache_dir, split, num_samples, seed, data, render_set=SquareEvalRenderSet)
 
 
 def eval_config(data: SyntheticDataConfig, cache_dir: str, split: str, num_samples: int, seed: int) -> SyntheticDataConfig:
