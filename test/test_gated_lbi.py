@@ -16,22 +16,17 @@ from lbi_ros.model.position import patch_centres, receptive_field_centres
 from lbi_ros.pose2d.roi import crop_affine, person_roi_from_box, person_roi_from_keypoints
 from lbi_ros.preprocess import CropBox, compute_crop_box
 
+from .conftest import require_module, require_pose_models
+
 # A gated model on the scratch CNN (no model file needed): stride 8 on a 64 px square -> 8x8 patches.
 SMALL = ModelConfig(kind="lbi_gated", encoder="irnet_s8", image_size=64, dim=32, num_heads=4,
                     depth_lift2d=4, gated_after=(0, 1, 2), patch_centres="receptive_field")
 
 
-def _blazepose_available() -> bool:
-    try:
-        from lbi_ros.pose2d.model_files import model_path
-
-        model_path("pose_landmark_full.tflite")
-        return True
-    except Exception:  # noqa: BLE001 - any reason the file is unavailable means skip
-        return False
-
-
-needs_blazepose = pytest.mark.skipif(not _blazepose_available(), reason="BlazePose model file not cached")
+@pytest.fixture
+def needs_blazepose() -> None:
+    """The BlazePose files: skip without them on a developer machine, fail under CI."""
+    require_pose_models()
 
 
 def _inputs(b: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -155,7 +150,7 @@ def test_gated_checkpoint_round_trip(tmp_path):
         torch.testing.assert_close(loaded(img, **inputs).joints_3d, model(img, **inputs).joints_3d)
 
 
-@needs_blazepose
+@pytest.mark.usefixtures("needs_blazepose")
 def test_blazepose_backbone_is_frozen_and_matches_its_net():
     from lbi_ros.model.encoder import ENCODERS
     from lbi_ros.pose2d.blazepose import load_landmark_net
@@ -169,7 +164,7 @@ def test_blazepose_backbone_is_frozen_and_matches_its_net():
 
 
 # --- feature cache and cached stream ------------------------------------------------------------------
-@needs_blazepose
+@pytest.mark.usefixtures("needs_blazepose")
 def test_feature_cache_reloads_bit_exactly_equals_fresh_features_and_resumes(tmp_path):
     from lbi_ros.synth.dataset import SyntheticDataConfig
     from lbi_ros.training.feature_cache import PoolSpec, build_pool, encode_squares, load_pool, make_encoder
@@ -281,7 +276,7 @@ def test_cached_stream_replays_recorded_epoch_sizes(tmp_path):
 
 
 def test_gated_model_exports_to_onnx_with_parity(tmp_path):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from lbi_ros.runtime.onnx_export import check_onnx_parity, export_onnx
 
     torch.manual_seed(0)

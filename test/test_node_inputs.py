@@ -25,7 +25,7 @@ from lbi_ros.lens import LensDistortion
 from lbi_ros.ros.environment import popen_ros
 from lbi_ros.skeleton import COCO17, COCO18, H36M17
 
-from .conftest import requires_ros
+from .conftest import require_module, requires_ros
 from .node_harness import NODE, ROOT, assert_at, connected_client, good_person, keypoints_at, start_lifter
 
 pytestmark = [requires_ros]
@@ -268,7 +268,7 @@ def test_hri_skeletons_of_one_image_become_one_person_array():
 
 @pytest.mark.ros
 def test_hri_input_without_hri_msgs_fails_clearly_at_start_up(oracle_onnx, ros_domain, ros_log_dir):
-    pytest.importorskip("rclpy")
+    require_module("rclpy")
     try:
         import hri_msgs  # noqa: F401
         pytest.skip("hri_msgs is installed here: the option starts")

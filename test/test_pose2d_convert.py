@@ -9,6 +9,7 @@ The model files are fetched by scripts/setup.sh; tests that need them fail under
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ from lbi_ros.pose2d.blazepose import (
 from lbi_ros.pose2d.model_files import PoseModelFileError, model_path
 from lbi_ros.pose2d.tflite_graph import TfliteGraph, UnsupportedOpError, parse_tflite
 
+from .conftest import require, require_module, require_pose_models
+
 TAPS = ("add_8", "add_9", "add_10")
 FULL = ("landmarks", "pose_flag", "world", *TAPS)
 FEATURE_RTOL = 1e-3
@@ -41,12 +44,8 @@ LANDMARK_RTOL = 5e-3
 
 
 def _path_or_skip(name: str) -> Path:
-    try:
-        return model_path(name)
-    except PoseModelFileError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"BlazePose model files must be present in CI (scripts/setup.sh fetches them): {exc}")
-        pytest.skip(f"BlazePose model files missing (run scripts/setup.sh): {exc}")
+    require_pose_models()
+    return model_path(name)
 
 
 def _graph_or_skip(name: str) -> TfliteGraph:
@@ -105,8 +104,10 @@ def _assert_close(got: np.ndarray, ref: np.ndarray, rtol: float, what: str) -> f
 
 
 def _litert(path: Path, x: np.ndarray) -> tuple[object, TfliteGraph]:
-    litert = pytest.importorskip("ai_edge_litert.interpreter", reason="ai-edge-litert (requirements/dev.txt, "
-                                 "x86_64 Linux only) is the independent reference runtime")
+    if not (sys.platform == "linux" and platform.machine() == "x86_64"):
+        pytest.skip("ai-edge-litert, the independent reference runtime, has wheels for x86_64 Linux only")
+    litert = require_module("ai_edge_litert.interpreter", "ai-edge-litert (requirements/dev.txt) is the independent "
+                            "reference runtime; run scripts/setup.sh")
     # reference kernels, every intermediate kept: the taps are readable by name
     interpreter = litert.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True,
                                      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
@@ -176,7 +177,7 @@ def test_gradients_reach_the_encoder(landmark_graph):
 
 @pytest.mark.parametrize("which", ["landmark", "detector"])
 def test_onnx_export_matches_torch_and_passes_tensorrt_check(which, landmark_net, detector_net, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
+    ort = require_module("onnxruntime")
     from lbi_ros.runtime.trt_check import check_tensorrt_support
 
     net, size, low = (landmark_net, 256, 0.0) if which == "landmark" else (detector_net, 224, -1.0)
@@ -191,8 +192,7 @@ def test_onnx_export_matches_torch_and_passes_tensorrt_check(which, landmark_net
         for name, value in zip(net.output_names, session.run(None, {"image_rgb": x}), strict=True):
             _assert_close(value, ref[name], FEATURE_RTOL, f"{which} {name} batch {batch}")
     result = check_tensorrt_support(path)
-    if result.status == "skipped":
-        pytest.skip(result.reason)
+    require(result.status != "skipped", f"TensorRT-RTX op check unavailable: {result.reason}")
     assert result.passed, f"{result.reason}: {result.errors}"
 
 

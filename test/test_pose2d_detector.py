@@ -38,7 +38,7 @@ from lbi_ros.pose2d.topology import MEDIAPIPE33_OFFICIAL_NAMES, MEDIAPIPE33_TO_C
 from lbi_ros.pose2d.tracker import PersonTracker, TrackerConfig
 from lbi_ros.skeleton import COCO17, MEDIAPIPE33
 
-from .conftest import require_pose_models
+from .conftest import require_module, require_pose_models
 
 FIXTURE = Path(__file__).parent / "fixtures" / "astronaut_coco17.json"
 
@@ -372,7 +372,7 @@ def test_astronaut_one_person_within_35_px(blazepose_nets):
 
 
 def test_onnxruntime_backend_matches_torch_and_is_cached(blazepose_nets, tmp_path):
-    pytest.importorskip("onnxruntime")
+    require_module("onnxruntime")
     from lbi_ros.pose2d.backend import OrtNetBackend, TorchNetBackend
 
     _, lm_net, outputs = blazepose_nets
