@@ -3,7 +3,6 @@ square crop and publishes skeletons; with closed gates they are the 2D-only lift
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from lbi_ros.ros.environment import popen_ros
@@ -11,7 +10,7 @@ from lbi_ros.ros.environment import popen_ros
 from .conftest import requires_ros
 from .test_gated_runtime import gated_from_baseline
 from .test_node import latest_counters, spin_until
-from .test_node_io import outputs_at, publish_frame
+from .test_node_io import assert_matches_pipeline, publish_until_lifted
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
@@ -23,11 +22,8 @@ def test_node_publishes_skeletons_from_a_gated_checkpoint(tmp_path, ros_domain, 
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import CameraInfo, Image
 
-    from lbi_ros.demo.scene import INTRINSICS, DemoScene
-    from lbi_ros.input_checks import PersonKeypoints
+    from lbi_ros.demo.scene import DemoScene
     from lbi_ros.msg import Person2DArray, Skeleton3DArray
-    from lbi_ros.pipeline import LiftingPipeline
-    from lbi_ros.runtime.factory import create_backend
 
     ckpt = gated_from_baseline(tmp_path / "gated.safetensors")
     lifter = popen_ros(["python", "-m", "lbi_ros.ros.lift_node", "--ros-args", "-p", f"model_path:={ckpt}",
@@ -48,24 +44,10 @@ def test_node_publishes_skeletons_from_a_gated_checkpoint(tmp_path, ros_domain, 
         assert spin_until(node, lambda: all(p.get_subscription_count() > 0 for p in pubs.values())
                           and node.count_publishers("skeletons_3d") > 0 and latest_counters(got["diagnostics"]), 90)
         frame = DemoScene(2, seed=3).frame(30)
-        sec = 100
-        for attempt in range(5):
-            publish_frame(pubs, frame, sec + attempt)
-            if spin_until(node, lambda s=sec + attempt: outputs_at(got, "skeletons", s), 15):
-                sec += attempt
-                break
-        msgs = outputs_at(got, "skeletons", sec)
-        assert msgs, f"no skeletons; node counters: {latest_counters(got['diagnostics'])}"
+        _, msg = publish_until_lifted(node, pubs, got, frame, timeout_s=15)
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
         lifter.terminate()
         lifter.wait(timeout=20)
-    expected = LiftingPipeline(create_backend("baseline-2d", "torch")).lift(
-        frame.image_rgb, INTRINSICS, [PersonKeypoints(pid, 0.9, kp.astype(np.float64))
-                                      for pid, kp in zip(frame.person_ids, frame.keypoints_px, strict=True)],
-        "h36m17")
-    assert [s.id for s in msgs[0].skeletons] == [p.person_id for p in expected.people] == list(frame.person_ids)
-    for skeleton, person in zip(msgs[0].skeletons, expected.people, strict=True):
-        positions = np.array([[p.x, p.y, p.z] for p in skeleton.positions])
-        np.testing.assert_allclose(positions, person.joints_cam_m, atol=1e-4)
+    assert_matches_pipeline(msg, frame, "baseline-2d")  # closed gates: exactly the 2D-only lifter

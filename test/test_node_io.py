@@ -96,25 +96,24 @@ def outputs_at(got, key: str, sec: int) -> list:
         m for m in got[key] if m.markers and m.markers[0].header.stamp.sec == sec]
 
 
-def test_outputs_match_the_pipeline_called_directly(node_io, weights):
-    from lbi_ros.demo.scene import INTRINSICS, DemoScene
+def publish_until_lifted(node, pubs, got, frame, timeout_s: float, first_sec: int = 100, attempts: int = 5):
+    """Publish ``frame`` (stamp sec = first_sec, +1, ...) until the node answers it: (sec, its Skeleton3DArray).
+
+    The first frame can be lost while the best-effort image stream settles, hence the resends."""
+    for sec in range(first_sec, first_sec + attempts):
+        publish_frame(pubs, frame, sec)
+        if spin_until(node, lambda s=sec: outputs_at(got, "skeletons", s), timeout_s):
+            return sec, outputs_at(got, "skeletons", sec)[0]
+    raise AssertionError(f"no skeletons for the frame; node counters: {latest_counters(got['diagnostics'])}")
+
+
+def assert_matches_pipeline(msg, frame, weights, atol_m: float = 1e-4) -> None:
+    """``msg`` holds what ``LiftingPipeline`` gives for ``frame`` with ``weights`` (torch), person by person."""
+    from lbi_ros.demo.scene import INTRINSICS
     from lbi_ros.input_checks import PersonKeypoints
     from lbi_ros.pipeline import LiftingPipeline
     from lbi_ros.runtime.factory import create_backend
 
-    node, pubs, got = node_io
-    frame = DemoScene(2, seed=3).frame(30)
-    # The first frame can be lost while the best-effort image stream settles: resend until lifted.
-    sec = 100
-    for attempt in range(5):
-        publish_frame(pubs, frame, sec + attempt)
-        if spin_until(node, lambda s=sec + attempt: outputs_at(got, "skeletons", s), 10):
-            sec += attempt
-            break
-    msgs = outputs_at(got, "skeletons", sec)
-    assert msgs, f"no skeletons for the frame; node counters: {latest_counters(got['diagnostics'])}"
-    msg = msgs[0]
-    assert msg.header.frame_id == FRAME_ID and msg.header.stamp.nanosec == 250
     expected = LiftingPipeline(create_backend(weights, "torch")).lift(
         frame.image_rgb, INTRINSICS, [PersonKeypoints(pid, 0.9, kp.astype(np.float64))
                                       for pid, kp in zip(frame.person_ids, frame.keypoints_px, strict=True)],
@@ -122,8 +121,18 @@ def test_outputs_match_the_pipeline_called_directly(node_io, weights):
     assert [s.id for s in msg.skeletons] == [p.person_id for p in expected.people] == list(frame.person_ids)
     for skeleton, person in zip(msg.skeletons, expected.people, strict=True):
         positions = np.array([[p.x, p.y, p.z] for p in skeleton.positions])
-        np.testing.assert_allclose(positions, person.joints_cam_m, atol=1e-4)
+        np.testing.assert_allclose(positions, person.joints_cam_m, atol=atol_m)
         assert list(skeleton.valid) == person.valid.tolist()
+
+
+def test_outputs_match_the_pipeline_called_directly(node_io, weights):
+    from lbi_ros.demo.scene import DemoScene
+
+    node, pubs, got = node_io
+    frame = DemoScene(2, seed=3).frame(30)
+    sec, msg = publish_until_lifted(node, pubs, got, frame, timeout_s=10)
+    assert msg.header.frame_id == FRAME_ID and msg.header.stamp.nanosec == 250
+    assert_matches_pipeline(msg, frame, weights)
     assert spin_until(node, lambda: outputs_at(got, "markers", sec) and outputs_at(got, "tf", sec), 10)
     markers = outputs_at(got, "markers", sec)[0].markers
     assert all(m.header.frame_id == FRAME_ID for m in markers)
