@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lbi_ros.geometry import rotation_matrix
 from lbi_ros.skeleton import COCO17, H36M17, get_joint_set
 
 SCORED_JOINTS: tuple[str, ...] = tuple(n for n in H36M17.joint_names if n in COCO17.joint_names)
@@ -148,8 +149,7 @@ class DetectorEvalResult:
 def _yaw(joints: np.ndarray, toes: np.ndarray, angle: float, floor_xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Turn a world pose (Z up) by ``angle`` about the vertical through its root, then put the root above
     ``floor_xy``."""
-    c, s = np.cos(angle), np.sin(angle)
-    rot = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    rot = rotation_matrix("z", angle)
     root = joints[0] * np.array([1.0, 1.0, 0.0])
     move = np.array([floor_xy[0], floor_xy[1], 0.0])
     return (joints - root) @ rot.T + move, (toes - root) @ rot.T + move

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from lbi_ros.benchmarks.model_bench import time_calls
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,7 @@ class Pose2dTiming:
 
 
 def _time(call: Callable[[], object], warmup: int, iters: int) -> tuple[float, float]:
-    for _ in range(warmup):
-        call()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
+    times = time_calls(call, warmup, iters) * 1e3
     return float(np.median(times)), float(np.percentile(times, 90))
 
 

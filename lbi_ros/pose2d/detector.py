@@ -51,14 +51,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
 
 from lbi_ros.pose2d.anchors import (
     POSE_DECODE,
-    DecodeConfig,
     box_iou,
     decode_detections,
     generate_anchors,
@@ -168,7 +167,7 @@ class PersonDetector:
                  landmark_backend: NetBackend | None = None) -> None:
         self.config = config
         self._anchors = generate_anchors()
-        self._decode = DecodeConfig(**{**POSE_DECODE.__dict__, "min_score_thresh": config.min_detection_score})
+        self._decode = replace(POSE_DECODE, min_score_thresh=config.min_detection_score)
         lm_outputs = ["landmarks", "pose_flag", "world", *config.feature_taps]
         if config.refine_with_heatmap:
             lm_outputs.append("heatmaps")
@@ -319,6 +318,7 @@ class PersonDetector:
             else:
                 kept.append((int(pid), roi))
         self._kept = kept
-        self._aux_filters = {pid: f for pid, f in self._aux_filters.items() if pid in set(ids)}
+        live = set(ids)
+        self._aux_filters = {pid: f for pid, f in self._aux_filters.items() if pid in live}
         return sorted(people, key=lambda p: p.id)
 
