@@ -98,10 +98,7 @@ class CachedFeatureStream:
         rows, kc, kcam, ccam = [], [], [], []
         for g in range(step * batch_size, (step + 1) * batch_size):
             epoch, row = self._row(g)
-            kp = self.noisy_keypoints(row, epoch)
-            box = CropBox.from_array(self.arrays["box"][row])
-            fx, fy, cx, cy = (float(x) for x in self.arrays["intrinsics"][row])
-            a, b, c = encode_keypoints(kp, box, Intrinsics(fx, fy, cx, cy))
+            a, b, c = _encode_row(self.arrays, row, self.noisy_keypoints(row, epoch))
             rows.append(row)
             kc.append(a)
             kcam.append(b)
@@ -160,10 +157,15 @@ def _redrawn_inputs(arrays: dict[str, np.ndarray], rows: np.ndarray, noise: Nois
         w, h = (float(x) for x in arrays["image_size"][row])
         kp = apply_detector_noise(arrays["keypoints_gt_px"][row], np.random.default_rng([seed, 1 << 20, int(row)]),
                                   noise, image_size=(w, h))
-        fx, fy, cx, cy = (float(x) for x in arrays["intrinsics"][row])
-        kc, kcam, ccam = encode_keypoints(kp, CropBox.from_array(arrays["box"][row]), Intrinsics(fx, fy, cx, cy))
+        kc, kcam, ccam = _encode_row(arrays, row, kp)
         out["keypoints_crop"][row], out["keypoints_cam"][row], out["crop_cam"][row] = kc, kcam, ccam
     return out
+
+
+def _encode_row(arrays: dict[str, np.ndarray], row: int, keypoints_px: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Model inputs (keypoints_crop, keypoints_cam, crop_cam) of ``keypoints_px`` against ``row``'s stored box."""
+    fx, fy, cx, cy = (float(x) for x in arrays["intrinsics"][row])
+    return encode_keypoints(keypoints_px, CropBox.from_array(arrays["box"][row]), Intrinsics(fx, fy, cx, cy))
 
 
 def grey_features(tap: str) -> np.ndarray:

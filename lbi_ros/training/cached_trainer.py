@@ -28,6 +28,7 @@ import torch
 from lbi_ros.model.config import ModelConfig
 from lbi_ros.synth.noise2d import Noise2DConfig
 from lbi_ros.training.config import LossConfig
+from lbi_ros.training.trainer import append_jsonl, lr_factor
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +71,6 @@ class CachedTrainConfig:
     checkpoint_minutes: float = 3.0
     threads: int = 1
     loss: LossConfig = field(default_factory=LossConfig)
-
-
-def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Linear warm-up, then cosine decay to ``min_ratio`` at ``total``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
 def build_pair_model(config: CachedTrainConfig) -> tuple[torch.nn.Module, ModelConfig]:
@@ -191,8 +184,7 @@ def train_cached(config: CachedTrainConfig, resume: bool = True, stop_after: int
                 best = (score, step)
                 save_checkpoint(out / "best.safetensors", model, model_config,
                                 {"step": step, "kind": config.kind, "val": record})
-        with open(out / "log.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_jsonl(out / "log.jsonl", record)
         log.info("step %d val %s", step, {n: round(record[n]["mpjpe_mm"], 2) for n in vals})
         return record
 
@@ -221,9 +213,9 @@ def train_cached(config: CachedTrainConfig, resume: bool = True, stop_after: int
         if step % 50 == 0:
             sps = seen / (time.monotonic() - t0)
             bar.set_postfix(loss=f"{parts['loss/total']:.4f}", sps=f"{sps:.0f}")
-            with open(out / "log.jsonl", "a") as f:
-                f.write(json.dumps({"step": step, "train": parts, "samples_per_s": sps, "epoch_rows": stream.epoch_rows,
-                                    "data_s_per_step": t_data / max(seen / config.batch_size, 1)}) + "\n")
+            append_jsonl(out / "log.jsonl", {"step": step, "train": parts, "samples_per_s": sps,
+                                              "epoch_rows": stream.epoch_rows,
+                                              "data_s_per_step": t_data / max(seen / config.batch_size, 1)})
         if vals and (step % config.val_every == 0 or step == config.steps):
             validate()
         if time.monotonic() - last_save > 60 * config.checkpoint_minutes or step == end:

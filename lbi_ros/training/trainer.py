@@ -141,7 +141,7 @@ def _make_optimizer(groups: list[dict[str, Any]], config: TrainConfig) -> torch.
     return torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
 
 
-def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -266,7 +266,7 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
                                             "coarse" if head == "coarse" else "refined", device)
         record = {"step": step, "elapsed_s": elapsed(), "phase": _phase_of(max(step - 1, 0), config),
                   **{f"val/{k}": v for k, v in _scalars(metrics).items()}}
-        _append_jsonl(metrics_path, record)
+        append_jsonl(metrics_path, record)
         if writer is not None:
             for k, v in record.items():
                 if k.startswith("val/"):
@@ -326,7 +326,7 @@ def train(config: TrainConfig, resume: bool = True, stop_after: int | None = Non
                 t_window, n_window = now, 0
                 record = {"step": step, "phase": phase, "elapsed_s": elapsed(),
                           "lr": optimizer.param_groups[0]["lr"], "samples_per_s": sps, **parts}
-                _append_jsonl(metrics_path, record)
+                append_jsonl(metrics_path, record)
                 if writer is not None:
                     for k, v in record.items():
                         if k not in ("step",):
