@@ -72,7 +72,6 @@ class LiftingPipeline:
         self.parents = H36M17.parents
         self.square_size = square_input_size(backend.io_spec, self.crop)
 
-
     def lift(self, image_rgb: np.ndarray, intrinsics: Intrinsics, people: Sequence[PersonKeypoints],
              joint_set: str = "h36m17", lens: LensDistortion | None = None) -> FrameLift:
         """``image_rgb`` (H, W, 3) uint8; ``people`` keypoints in ``joint_set`` layout, full-image pixels.

@@ -85,6 +85,7 @@ class CameraModels:
         return model if isinstance(model, MessageError) else None
 
     def lookup(self, frame_id: str) -> CameraModel:
+        frame_id = frame_id.lstrip("/")  # as stored by update
         with self._lock:
             key = frame_id if frame_id in self._models else ""
             model = self._models.get(key)
@@ -140,7 +141,7 @@ class FrameProcessor:
         t_detect = time.perf_counter() - t_detect
         problems += message_problems
         limits = self.limits
-        if camera.distortion is not None:
+        if camera.lens is not None:
             people, clean_problems = self._undistort(camera, people, (rgb.shape[1], rgb.shape[0]))
             problems += clean_problems
             # the image-bounds check was done on the raw pixels; undistorted ones may leave the frame

@@ -199,7 +199,7 @@ class LifterNode(Node):
     def _image_size(self, frame_id: str) -> tuple[int, int] | None:
         """(width, height) from the frame's CameraInfo, or None (unknown camera, or size not filled)."""
         try:
-            camera = self.processor.cameras.lookup(frame_id.lstrip("/"))
+            camera = self.processor.cameras.lookup(frame_id)
         except MessageError:
             return None
         return (camera.width, camera.height) if camera.width > 0 and camera.height > 0 else None

@@ -112,7 +112,8 @@ class CameraModel:
         self.width, self.height = int(msg.width), int(msg.height)
         coefficients = np.asarray(msg.d, dtype=np.float64)
         self.model = msg.distortion_model
-        self.distortion: np.ndarray | None = None
+        # the lens model the crops are sampled through (None: pinhole or rectified image)
+        self.lens: LensDistortion | None = None
         if coefficients.size and np.any(coefficients != 0):
             if msg.distortion_model not in DISTORTION_MODELS:
                 raise MessageError("unsupported_distortion", f"distortion model {msg.distortion_model!r} is not "
@@ -122,9 +123,7 @@ class CameraModel:
                                    f"{DISTORTION_MODELS[msg.distortion_model]} coefficients in D, got {coefficients.size}")
             if not np.all(np.isfinite(coefficients)):
                 raise MessageError("bad_camera_info", "CameraInfo.d holds non-finite coefficients")
-            self.distortion = coefficients
-        # the lens model the crops are sampled through (None: pinhole or rectified image)
-        self.lens = None if self.distortion is None else LensDistortion(self.model, tuple(self.distortion))
+            self.lens = LensDistortion(self.model, tuple(coefficients))
 
     def check_image(self, width: int, height: int) -> None:
         if (self.width, self.height) != (0, 0) and (self.width, self.height) != (width, height):

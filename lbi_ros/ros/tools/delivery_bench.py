@@ -72,6 +72,7 @@ def measure_case(tmp: Path, domain_id: int, case: str, rate_hz: float, seconds: 
 
     from lbi_ros.msg import Skeleton3DArray
     from lbi_ros.ros.environment import popen_ros
+    from lbi_ros.ros.messages import stamp_ns
 
     transport, large_frames = CASES[case]
     log_dir = tmp / "ros-log"
@@ -82,7 +83,7 @@ def measure_case(tmp: Path, domain_id: int, case: str, rate_hz: float, seconds: 
     counters: dict[str, str] = {}
 
     def on_skeletons(msg) -> None:
-        answered.add(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec)
+        answered.add(stamp_ns(msg.header))
 
     def on_diagnostics(msg) -> None:
         for status in msg.status:

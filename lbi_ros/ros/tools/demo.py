@@ -69,7 +69,9 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
 
 
 def _skeletons(msg) -> ReceivedSkeletons:
-    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    from lbi_ros.ros.messages import stamp_ns
+
+    stamp = stamp_ns(msg.header)
     people = {s.id: np.array([[p.x, p.y, p.z] for p in s.positions]) for s in msg.skeletons}
     return ReceivedSkeletons(stamp, time.time_ns(), people)
 
@@ -102,7 +104,9 @@ def _delivery(published: int, diagnostics: dict[str, str], recorded: dict[str, i
 
 
 def _people_2d(msg) -> ReceivedPeople2D:
-    stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    from lbi_ros.ros.messages import stamp_ns
+
+    stamp = stamp_ns(msg.header)
     people = {p.id: np.column_stack([p.u, p.v, p.confidence]).astype(np.float64) for p in msg.people}
     return ReceivedPeople2D(stamp, msg.skeleton, people)
 

@@ -27,7 +27,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from lbi_ros.demo import scene
-from lbi_ros.msg import Person2D, Person2DArray
+from lbi_ros.input_checks import PersonKeypoints
+from lbi_ros.msg import Person2DArray
+from lbi_ros.ros import messages
 from lbi_ros.ros.image_conversion import rgb_to_compressed, rgb_to_image
 from lbi_ros.skeleton import H36M17
 
@@ -45,11 +47,9 @@ def camera_info(header) -> CameraInfo:
 
 
 def keypoints_msg(header, frame: scene.SceneFrame) -> Person2DArray:
-    msg = Person2DArray(header=header, skeleton=H36M17.name, joint_names=list(H36M17.joint_names))
-    for person_id, kp in zip(frame.person_ids, frame.keypoints_px, strict=True):
-        msg.people.append(Person2D(id=person_id, score=0.9, u=kp[:, 0].tolist(), v=kp[:, 1].tolist(),
-                                   confidence=kp[:, 2].tolist()))
-    return msg
+    people = [PersonKeypoints(person_id, 0.9, kp)
+              for person_id, kp in zip(frame.person_ids, frame.keypoints_px, strict=True)]
+    return messages.keypoints_msg(header, H36M17.name, people)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 pub_kp.publish(keypoints_msg(header, frame))
             published += 1
             if n >= len(warmup):
-                stamps[frame.index] = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+                stamps[frame.index] = messages.stamp_ns(header)
             next_time += period
             time.sleep(max(0.0, next_time - time.monotonic()))
     except KeyboardInterrupt:

@@ -204,7 +204,9 @@ class Bench:
         rclpy.try_shutdown()
 
     def _on_output(self, msg) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        from lbi_ros.ros.messages import stamp_ns
+
+        stamp = stamp_ns(msg.header)
         self.outputs.append((time.time_ns(), stamp, len(msg.skeletons)))
 
     def _on_diagnostics(self, msg) -> None:
