@@ -34,18 +34,19 @@ class Pose2dTiming:
     runtime: str
     median_ms: float
     p90_ms: float
+    p99_ms: float
     iters: int
     threads: int
 
 
-def _time(call: Callable[[], object], warmup: int, iters: int) -> tuple[float, float]:
+def _time(call: Callable[[], object], warmup: int, iters: int) -> tuple[float, float, float]:
     times = time_calls(call, warmup, iters) * 1e3
-    return float(np.median(times)), float(np.percentile(times, 90))
+    return float(np.median(times)), float(np.percentile(times, 90)), float(np.percentile(times, 99))
 
 
 def bench_pose2d(iters: int = 30, warmup: int = 5, threads: int = 1,
                  runtimes: tuple[str, ...] = ("torch", "onnxruntime")) -> list[Pose2dTiming]:
-    """Median and p90 milliseconds per 1-crop call for each model x runtime (model files must be cached).
+    """Median, p90 and p99 milliseconds per 1-crop call for each model x runtime (model files must be cached).
 
     ``runtimes``: any of ``torch``, ``onnxruntime`` and ``tflite`` (Google's interpreter with its default
     XNNPACK delegate, ai-edge-litert from requirements/dev.txt; whole files only, so no ``encoder`` row).
@@ -102,6 +103,6 @@ def bench_pose2d(iters: int = 30, warmup: int = 5, threads: int = 1,
 
 def format_rows(rows: list[Pose2dTiming]) -> str:
     """A small text table of :func:`bench_pose2d`'s rows."""
-    lines = [f"{'model':10s} {'runtime':12s} {'median ms':>10s} {'p90 ms':>8s}"]
-    lines += [f"{r.model:10s} {r.runtime:12s} {r.median_ms:10.1f} {r.p90_ms:8.1f}" for r in rows]
+    lines = [f"{'model':10s} {'runtime':12s} {'median ms':>10s} {'p90 ms':>8s} {'p99 ms':>8s}"]
+    lines += [f"{r.model:10s} {r.runtime:12s} {r.median_ms:10.1f} {r.p90_ms:8.1f} {r.p99_ms:8.1f}" for r in rows]
     return "\n".join(lines)
