@@ -9,6 +9,12 @@ Why safetensors: a checkpoint may come from anywhere (a colleague, a download); 
 whatever it contains. Optimiser state for exact resume lives in a separate file written by the
 trainer and read with ``torch.load(weights_only=True)``.
 
+Third-party weights are never written: a model may name ``external_state_prefixes`` (the gated LBI's frozen
+BlazePose ``backbone.``), tensors that its constructor rebuilds from a pinned, sha256-checked file fetched by
+``scripts/setup.sh``. :func:`save_checkpoint` leaves them out and :func:`load_model` takes them from the
+model as built (a file that does carry them, from before this rule, is read and those tensors are ignored).
+That keeps Google's Apache-2.0 BlazePose weights out of our non-commercial weights files and the repository.
+
 Every failure mode a user can hit is a :class:`CheckpointError` that says what was expected and what
 came: missing file, truncated or not-safetensors file, no/invalid config, a config that does not
 build the weights it ships with (wrong architecture, missing or unexpected tensors, shape mismatches).
@@ -54,7 +60,9 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, model_config: Mode
     """Write ``model``'s weights and config atomically (temp file + rename: a crash never leaves half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    external = external_state_prefixes(model)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()
+               if not k.startswith(external)}
     metadata = {
         KEY_FORMAT: FORMAT_VERSION,
         KEY_MODEL_CONFIG: json.dumps(to_dict(model_config)),
@@ -64,6 +72,11 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, model_config: Mode
     save_file(tensors, str(tmp), metadata=metadata)
     tmp.replace(path)
     return path
+
+
+def external_state_prefixes(model: torch.nn.Module) -> tuple[str, ...]:
+    """State-dict key prefixes the model rebuilds from pinned third-party files (never saved)."""
+    return tuple(getattr(model, "external_state_prefixes", ()))
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
@@ -105,12 +118,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
     """Rebuild the network from the checkpoint's own config and load its weights strictly; eval mode."""
     checkpoint = read_checkpoint(path)
     model = build_model(checkpoint.model_config)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(checkpoint.state_dict))
-    unexpected = sorted(set(checkpoint.state_dict) - set(expected))
+    external = external_state_prefixes(model)
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(external)}
+    state_dict = {k: v for k, v in checkpoint.state_dict.items() if not (external and k.startswith(external))}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
     mismatched = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in checkpoint.state_dict.items() if k in expected and v.shape != expected[k].shape
+        for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape
     ]
     if missing or unexpected or mismatched:
         raise CheckpointError(
@@ -119,6 +134,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[to
             f"unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
             f"shape mismatches {mismatched[:5]}"
         )
-    model.load_state_dict(checkpoint.state_dict, strict=True)
+    model.load_state_dict(state_dict, strict=not external)  # checked above: only the external tensors are absent
     model.to(device).eval()
     return model, checkpoint

@@ -21,12 +21,14 @@ from lbi_ros.model.config import ModelConfig
 from lbi_ros.runtime.io_spec import build_io_spec, example_inputs
 from lbi_ros.weights import SHIPPED, default_weights_path
 
-from .conftest import require
+from .conftest import require, require_pose_models
 
 # sha256 of the shipped files; update together with MODEL_CARD.md when the weights are retrained.
 SHIPPED_SHA256 = {
-    "default": "99c3868b40e2091d4aed09912efa01ec8182b092b538b2cbfcfa3645b7e7a45e",
-    "baseline-2d": "523c13de998d4136a8cfe90dc7a042c168e164cf1a19c83325ecf7e05615edf2",
+    "default": "0f06b37c7168b4aa67f60ef7b29c52733714e35bd081a008f2c93e8c5e41c63f",
+    "baseline-2d": "acef9a6329543c561e6400a4d07635602f3b1948d3d361284a42c354e4be1e69",
+    "lift2d-base": "523c13de998d4136a8cfe90dc7a042c168e164cf1a19c83325ecf7e05615edf2",
+    "lbi-scratch": "99c3868b40e2091d4aed09912efa01ec8182b092b538b2cbfcfa3645b7e7a45e",
 }
 
 
@@ -243,17 +245,26 @@ def test_benchmark_fixtures_evaluate(tmp_path: Path) -> None:
     assert metrics["averaged_over"] == "action" and metrics["mpjpe_mm"] == pytest.approx(np.mean(per_action))
 
 
+# What each shipped name holds (MODEL_CARD.md): the network kind and whether the file stores all its weights.
+SHIPPED_KINDS = {"default": "lbi_gated", "baseline-2d": "lift2d", "lift2d-base": "lift2d", "lbi-scratch": "lbi"}
+
+
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_weights_hash_config_and_run(name: str) -> None:
+    from safetensors import safe_open
+
     path = default_weights_path(name)
     require(path.is_file(), f"{path.name} is not in this checkout")
     assert path.stat().st_size <= 16 * 2**20
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     assert SHIPPED_SHA256[name] and digest == SHIPPED_SHA256[name], f"{path.name} changed: sha256 {digest}"
+    if SHIPPED_KINDS[name] == "lbi_gated":
+        require_pose_models()  # its frozen backbone is rebuilt from the fetched BlazePose file
     model, ckpt = load_model(path)
-    expected_kind = "lbi" if name == "default" else "lift2d"
-    assert ckpt.model_config.kind == expected_kind
-    assert ckpt.model_config == ModelConfig(kind=expected_kind) or expected_kind == "lift2d"
+    assert ckpt.model_config.kind == SHIPPED_KINDS[name]
+    assert name != "lbi-scratch" or ckpt.model_config == ModelConfig(kind="lbi")
+    with safe_open(str(path), framework="pt") as handle:  # third-party (BlazePose) weights are never shipped
+        assert not [k for k in handle.keys() if k.startswith("backbone.")]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     inputs = {k: torch.as_tensor(v) for k, v in example_inputs(build_io_spec(ckpt.model_config), 2).items()}
     with torch.no_grad():

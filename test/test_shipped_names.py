@@ -15,7 +15,7 @@ from lbi_ros.weights import SHIPPED, default_weights_path, resolve_checkpoint
 from .conftest import require, require_module
 
 NAMES = sorted(SHIPPED)
-KINDS = {"default": "lbi", "baseline-2d": "lift2d"}
+KINDS = {"default": "lbi_gated", "baseline-2d": "lift2d", "lift2d-base": "lift2d", "lbi-scratch": "lbi"}
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +34,8 @@ def test_resolver_maps_names_paths_and_empty(tmp_path: Path, monkeypatch: pytest
     assert resolve_checkpoint(own) == own and resolve_checkpoint(str(own)) == own
     monkeypatch.setenv("HOME", str(tmp_path))
     assert resolve_checkpoint("~/mine.safetensors") == own
-    with pytest.raises(FileNotFoundError, match=r"does not exist; shipped names are \['baseline-2d', 'default'\]"):
+    listed = r"\['baseline-2d', 'default', 'lbi-scratch', 'lift2d-base'\]"
+    with pytest.raises(FileNotFoundError, match=r"does not exist; shipped names are " + listed):
         resolve_checkpoint("baseline2d")  # a typo of a name is a missing file that lists the names
     with pytest.raises(FileNotFoundError, match="not a regular file"):
         resolve_checkpoint(tmp_path)

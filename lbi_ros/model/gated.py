@@ -2,7 +2,7 @@
 
 Why (issue 18): the from-scratch LBI was 1.25x *worse* than the matched 2D-only lifter. This design cannot
 start worse: its keypoint path *is* :class:`~lbi_ros.model.baseline.Lift2DLifter` (same module names, so the
-shipped ``lift2d_default`` weights load into ``lift``), and every image block adds ``gate * update`` with
+shipped ``lift2d-base`` weights load into ``lift``), and every image block adds ``gate * update`` with
 ``gate`` a zero-initialised per-channel vector. At initialisation the output equals the 2D-only lifter's
 bit for bit (``x + 0 * u == x``); the gates receive gradient from the first step, the blocks behind them
 from the second. The paper's parts (docs/method.md §2.4-§2.7) sit in the blocks::
@@ -81,7 +81,13 @@ class GatedImageBlock(nn.Module):
 
 
 class GatedLBILifter(nn.Module):
-    """The gated LBI lifter. Build it with :func:`lbi_ros.model.build_model` (``kind: lbi_gated``)."""
+    """The gated LBI lifter. Build it with :func:`lbi_ros.model.build_model` (``kind: lbi_gated``).
+
+    ``external_state_prefixes``: the frozen backbone is rebuilt from the pinned BlazePose file at
+    construction, so checkpoints never store it (:func:`lbi_ros.checkpoint.save_checkpoint`).
+    """
+
+    external_state_prefixes = ("backbone.",)
 
     def __init__(self, config: ModelConfig, with_backbone: bool = True) -> None:
         super().__init__()

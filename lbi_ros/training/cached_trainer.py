@@ -42,7 +42,7 @@ class CachedTrainConfig:
     val_pools: tuple[str, ...] = ()
     out_dir: str = ""
     tap: str = "add_8"
-    init: str = "baseline-2d"
+    init: str = "lift2d-base"
     """Checkpoint whose (2D-only) weights start the keypoint path; '' = fresh weights."""
     gated_after: tuple[int, ...] = (1, 3, 5)
     keep_ratio: float = 0.3
@@ -104,8 +104,8 @@ def predict(model: torch.nn.Module, batch: Any) -> Any:
 
 @torch.no_grad()
 def evaluate_pool(model: torch.nn.Module, batches: list) -> dict[str, float]:
-    """MPJPE / P-MPJPE / depth error (mm) over fixed batches."""
-    from lbi_ros.metrics import p_mpjpe
+    """MPJPE / P-MPJPE / depth error (mm) over fixed batches (:mod:`lbi_ros.metrics`, as ``lbi eval``)."""
+    from lbi_ros.metrics import mpjpe, p_mpjpe
 
     was = model.training
     model.eval()
@@ -115,8 +115,7 @@ def evaluate_pool(model: torch.nn.Module, batches: list) -> dict[str, float]:
         target.append(b.joints_3d.numpy().astype(np.float64))
     model.train(was)
     p, t = np.concatenate(pred), np.concatenate(target)
-    err = np.linalg.norm(p - t, axis=-1)
-    return {"mpjpe_mm": 1e3 * float(err.mean()), "p_mpjpe_mm": 1e3 * float(p_mpjpe(p, t)),
+    return {"mpjpe_mm": 1e3 * float(mpjpe(p, t)), "p_mpjpe_mm": 1e3 * float(p_mpjpe(p, t)),
             "depth_mm": 1e3 * float(np.abs(p[..., 2] - t[..., 2]).mean()), "n": int(p.shape[0])}
 
 
