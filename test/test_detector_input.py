@@ -113,6 +113,23 @@ def test_eval_cli_detector_keypoints_and_peer(tmp_path: Path, pose_models: None)
     assert result["p_mpjpe_mm"] < 400
 
 
+def test_gated_lifter_gets_the_square_crop_of_the_detected_people(tmp_path: Path, pose_models: None) -> None:
+    """``lbi eval <gated> --keypoints detector``: the same found people, 2D and targets as for the box-crop
+    lifters; only ``image_crop`` is the shared 256x256 square, drawn as the gated training pool draws it."""
+    from lbi_ros.training.square_crops import square_detector_eval_set
+
+    cache = write_cache(tmp_path / "cache")
+    plain = detector_eval_set(str(cache), "test", 4, seed=2024)
+    square = square_detector_eval_set(str(cache), "test", 4, seed=2024)
+    np.testing.assert_array_equal(square.sample_index, plain.sample_index)
+    a, b = plain.eval_set, square.eval_set
+    for key in ("keypoints_crop", "keypoints_cam", "crop_cam"):
+        np.testing.assert_array_equal(b.inputs[key], a.inputs[key])
+    np.testing.assert_array_equal(b.joints_3d, a.joints_3d)
+    assert a.inputs["image_crop"].shape[1:] == (3, 128, 96) and b.inputs["image_crop"].shape[1:] == (3, 256, 256)
+    assert float(np.abs(b.inputs["image_crop"]).mean()) > 0.1  # a drawn person, not the black placeholder
+
+
 # ---------------------------------------------------------------------------------------------------------
 # 17.2: noise model fitted to the detector
 # ---------------------------------------------------------------------------------------------------------

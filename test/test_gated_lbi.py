@@ -94,11 +94,13 @@ def test_irnet_receptive_field_matches_its_padding():
     assert abs(cy - 56) < 0.5 and abs(cx - 40) < 0.5
 
 
-def test_shipped_lbi_keeps_grid_centres():
+def test_shipped_models_keep_the_centres_they_were_trained_with():
+    """The from-scratch LBI was trained with the old grid centres; the gated default with the fixed ones."""
     from lbi_ros.checkpoint import read_checkpoint
     from lbi_ros.weights import resolve_checkpoint
 
-    assert read_checkpoint(resolve_checkpoint("default")).model_config.patch_centres == "grid"
+    assert read_checkpoint(resolve_checkpoint("lbi-scratch")).model_config.patch_centres == "grid"
+    assert read_checkpoint(resolve_checkpoint("default")).model_config.patch_centres == "receptive_field"
 
 
 # --- gated model ------------------------------------------------------------------------------------------

@@ -69,9 +69,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, ckpt = load_model(path)
     detected = None
     square = ckpt.model_config.kind == "lbi_gated"  # reads the shared 256x256 square crop, not the 128x96 one
-    if square and (args.benchmark or args.keypoints == "detector"):
-        raise ValueError("an lbi_gated checkpoint is scored on rendered square crops: use a mocap cache with "
-                         "--keypoints synthetic (no --benchmark)")
+    if square and args.benchmark:
+        raise ValueError("an lbi_gated checkpoint is scored on rendered square crops: use a mocap cache "
+                         "(no --benchmark)")
     if args.benchmark:
         if args.keypoints == "detector":
             raise ValueError("--keypoints detector renders the people it detects: it needs a mocap cache, not --benchmark")
@@ -87,8 +87,10 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"{' - held-out styles, same actors' if split == 'test' else ''}")
         if args.keypoints == "detector":  # issue 17: the built-in detector's 2D (lbi_ros/evaluation/detector_input.py)
             from lbi_ros.evaluation.detector_input import detector_eval_set
+            from lbi_ros.training.square_crops import square_detector_eval_set
 
-            detected = detector_eval_set(args.data, split, args.num_samples, args.seed, data=data)
+            detected = (square_detector_eval_set if square else detector_eval_set)(args.data, split, args.num_samples,
+                                                                                   args.seed, data=data)
             eval_set = detected.eval_set
         elif square:  # the same samples, image_crop = the square crop rendered as for training
             from lbi_ros.training.square_crops import square_eval_set

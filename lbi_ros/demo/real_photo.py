@@ -105,6 +105,23 @@ def lift_photo(backend: str = "torch", keypoints_path: str | Path = FIXTURE_PATH
     return PhotoLift(image, keypoints, intrinsics, people)
 
 
+def grey_image_shift(result: PhotoLift, backend: str = "torch") -> dict[str, tuple[float, float]]:
+    """How far each model's root-relative joints move when the photo is replaced by a uniform grey image
+    (the same keypoints): label -> (mean, max) over joints, metres. 0 for a model that ignores the image;
+    a small value says the image branch barely reads this photo."""
+    from lbi_ros.runtime.factory import create_backend
+
+    grey = np.full_like(result.image, 128)
+    people = [PersonKeypoints("astronaut", 1.0, result.keypoints_px)]
+    shifts = {}
+    for label, weights in MODELS.items():
+        pipeline = LiftingPipeline(create_backend(weights, backend, device="cpu", threads=1))
+        lifted = pipeline.lift(grey, result.intrinsics, people, joint_set="coco17").people[0].joints_rel_m
+        distance = np.linalg.norm(lifted - result.people[label].joints_rel_m, axis=-1)  # (17,) m
+        shifts[label] = (float(distance.mean()), float(distance.max()))
+    return shifts
+
+
 def _draw_bones(ax, pts: np.ndarray, valid: np.ndarray, lw: float = 2.0) -> None:
     """Bones of (17, 2) points: left blue, right red, midline grey. Solid if both ends were in the 2D
     input; dashed if the model had to invent an end (a joint missing in 2D)."""
@@ -194,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         sh = float(np.linalg.norm(p.joints_cam_m[11] - p.joints_cam_m[14]))
         print(f"{label:8s} root {np.round(p.root_cam_m, 3)} m, shoulder width {sh:.3f} m, "
               f"reprojection {p.reprojection_error_px:.1f} px")
+    for label, (mean, most) in grey_image_shift(result, args.backend).items():
+        print(f"{label:8s} a grey image instead of the photo moves the root-relative joints by {100 * mean:.1f} cm "
+              f"on average, {100 * most:.1f} cm at most")
     if args.peer:  # no 3D truth: plausibility, not accuracy
         from lbi_ros.evaluation.peer import peer_on_image, plausibility
 

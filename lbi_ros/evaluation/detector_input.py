@@ -192,16 +192,18 @@ class DetectorRenderSet(_FrameRenderSet):
 def detector_eval_set(
     cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
     data: SyntheticDataConfig | None = None, detector_input: DetectorInputConfig = DetectorInputConfig(),
-    detector: PersonDetector | None = None,
+    detector: PersonDetector | None = None, render_set: type[DetectorRenderSet] | None = None,
 ) -> DetectorEvalSet:
     """The samples of ``rendered_eval_set(cache_dir, split, num_samples, seed, data)`` with the detector's 2D.
 
     Same frames, seeds and box rule as :func:`~lbi_ros.evaluation.sets.rendered_eval_set`; only the found
     people are in the returned set (module doc). ``detector``: a ready :class:`PersonDetector` (tests).
+    ``render_set``: a :class:`DetectorRenderSet` subclass that draws another model input (the gated
+    lifter's square crop, :mod:`lbi_ros.training.square_crops`).
     """
     frames = choose_eval_frames(cache_dir, split, num_samples, seed, data)
     config, chosen, labels = frames.config, frames.chosen, frames.labels
-    dataset = DetectorRenderSet(config, frames.joints, frames.toes, detector_input, detector)
+    dataset = (render_set or DetectorRenderSet)(config, frames.joints, frames.toes, detector_input, detector)
     samples, found, missed = [], [], []
     for i in range(num_samples):
         if i and i % 100 == 0:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from lbi_ros.evaluation.detector_input import DetectorEvalSet, DetectorRenderSet, detector_eval_set
 from lbi_ros.evaluation.sets import EvalSet, _FrameRenderSet, rendered_eval_set
 from lbi_ros.geometry import Intrinsics
 from lbi_ros.preprocess import normalize_image
@@ -73,15 +74,20 @@ class _SquareCropMixin:
     """Overrides the two drawing hooks of :class:`SyntheticPoseDataset`; adds ``image_square`` to samples."""
 
     last_square: np.ndarray | None = None
+    plain: bool = False
+    """True while drawing something that is not the lifter's crop (the detector's view): hooks pass through."""
 
     @property
     def renderer(self) -> Any:
         base = SyntheticPoseDataset.renderer.fget(self)  # type: ignore[attr-defined]
-        return _SquareRenderer(base, self)
+        return base if self.plain else _SquareRenderer(base, self)
 
     def render_mesh_crop(self, people: list, cam: Any, crop_intr: Any, height: int, width: int,
                          rng: np.random.Generator, valid: tuple[float, float, float, float],
                          resolution_scale: float) -> np.ndarray:
+        if self.plain:
+            return super().render_mesh_crop(people, cam, crop_intr, height, width, rng,  # type: ignore[misc]
+                                            valid, resolution_scale)
         intr, region = square_from_crop(crop_intr, valid, height, width)
         base = SyntheticPoseDataset.renderer.fget(self)  # type: ignore[attr-defined]
         self.last_square = self.mesh_people.render_crop(  # type: ignore[attr-defined]
@@ -115,10 +121,28 @@ class SquareEvalRenderSet(SquareFrameRenderSet):
     """The evaluation samples with the model input ``image_crop`` = the normalised square crop (3, 256, 256)."""
 
     def render_frame(self, frame: int | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        sample = super().render_frame(frame, rng)
-        square = replace(self.config.crop, height=SQUARE_SIZE, width=SQUARE_SIZE)
-        sample["image_crop"] = normalize_image(sample.pop("image_square"), square)
-        return sample
+        return _square_as_model_input(self.config, super().render_frame(frame, rng))
+
+
+class SquareDetectorRenderSet(_SquareCropMixin, DetectorRenderSet):
+    """:class:`DetectorRenderSet` (the built-in detector's 2D) with ``image_crop`` the square crop cut by the box
+    rule from the *detected* keypoints; the detector's own view is drawn by the plain renderer."""
+
+    def render_view(self, *args: Any, **kwargs: Any) -> Any:
+        self.plain = True
+        try:
+            return super().render_view(*args, **kwargs)
+        finally:
+            self.plain = False
+
+    def render_frame(self, frame: int | None, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return _square_as_model_input(self.config, self.with_square(super().render_frame(frame, rng)))
+
+
+def _square_as_model_input(config: SyntheticDataConfig, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    square = replace(config.crop, height=SQUARE_SIZE, width=SQUARE_SIZE)
+    sample["image_crop"] = normalize_image(sample.pop("image_square"), square)  # (3, 256, 256) float32
+    return sample
 
 
 def square_eval_set(cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
@@ -129,6 +153,13 @@ def square_eval_set(cache_dir: str, split: str | None, num_samples: int, seed: i
     Memory: N x 3 x 256 x 256 float32 (0.79 MB per sample).
     """
     return rendered_eval_set(cache_dir, split, num_samples, seed, data, render_set=SquareEvalRenderSet)
+
+
+def square_detector_eval_set(cache_dir: str, split: str | None, num_samples: int, seed: int = 12345,
+                             data: SyntheticDataConfig | None = None) -> DetectorEvalSet:
+    """:func:`~lbi_ros.evaluation.detector_input.detector_eval_set` (the detector's 2D, found people only) with
+    ``image_crop`` the shared square crop: ``lbi eval <gated> --keypoints detector``."""
+    return detector_eval_set(cache_dir, split, num_samples, seed, data, render_set=SquareDetectorRenderSet)
 
 
 def eval_config(data: SyntheticDataConfig, cache_dir: str, split: str, num_samples: int, seed: int) -> SyntheticDataConfig:
