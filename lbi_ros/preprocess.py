@@ -354,6 +354,8 @@ def prepare_inputs(
     color_order: Literal["rgb", "bgr"] = "rgb",
     lens: LensDistortion | None = None,
     square_size: int | None = None,
+    given_boxes: Sequence[CropBox | None] | None = None,
+    cut: Sequence[bool] | None = None,
 ) -> PreparedBatch:
     """Full frame + detections -> model inputs: the deployment entry point.
 
@@ -362,6 +364,8 @@ def prepare_inputs(
     ``lens``: the image is raw from a distorted camera; the keypoints must already be undistorted (ideal
     pinhole pixels, :meth:`LensDistortion.undistort`) and the crops are sampled through the lens.
     ``square_size``: the image input is the shared square crop (:func:`square_box`) at that size, not the box.
+    ``given_boxes``: per person, a box to use instead of the box rule (None: the rule). ``cut``: per person, False =
+    no crop is cut and ``image_crop`` stays zero (the caller holds the backbone's map of that crop already).
     """
     image_config = None if square_size is None else replace(config, height=square_size, width=square_size)
     kp = np.asarray(keypoints_px, dtype=np.float32)
@@ -372,12 +376,16 @@ def prepare_inputs(
     kp17 = map_to_h36m(kp, joint_set) if joint_set != "h36m17" else kp
     items, boxes, rows = [], [], []
     for p in range(kp17.shape[0]):
-        box = compute_crop_box(kp17[p], config)
+        box = (given_boxes[p] if given_boxes is not None else None) or compute_crop_box(kp17[p], config)
         if box is None:
             continue
-        crop = warp_crop(image, box if image_config is None else square_box(box), image_config or config,
-                         color_order, lens=lens, intrinsics=intrinsics)
-        items.append(encode_person(crop, kp17[p], box, intrinsics, config, image_config))
+        if cut is not None and not cut[p]:
+            size, (kc, kcam, ccam) = image_config or config, encode_keypoints(kp17[p], box, intrinsics, config)
+            items.append(ModelInputs(np.zeros((1, 3, size.height, size.width), np.float32), kc[None], kcam[None], ccam[None]))
+        else:
+            crop = warp_crop(image, box if image_config is None else square_box(box), image_config or config,
+                             color_order, lens=lens, intrinsics=intrinsics)
+            items.append(encode_person(crop, kp17[p], box, intrinsics, config, image_config))
         boxes.append(box)
         rows.append(p)
     return PreparedBatch(

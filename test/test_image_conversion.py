@@ -57,6 +57,74 @@ def test_mono16_both_byte_orders(conv, bigendian):
     assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255 and np.all(np.diff(out[:, :, 0].ravel().astype(int)) >= 0)
 
 
+@pytest.mark.parametrize("encoding, pixels, order", [
+    ("rgb8", RGB, "rgb"), ("bgr8", RGB[:, :, ::-1], "bgr"), ("8UC3", RGB[:, :, ::-1], "bgr")])
+@pytest.mark.parametrize("step", [None, 20], ids=["packed", "padded"])
+def test_three_channel_pixels_are_a_view_of_the_message(conv, encoding, pixels, order, step):
+    """The node crops straight from the message's buffer: no full-frame copy, the channel order said."""
+    msg = make(encoding, np.ascontiguousarray(pixels), step=step)
+    view, got_order = conv.image_pixels(msg)
+    assert got_order == order and np.shares_memory(view, np.frombuffer(msg.data, np.uint8))
+    np.testing.assert_array_equal(conv.to_rgb(view, got_order), RGB)
+    np.testing.assert_array_equal(conv.image_to_rgb(msg), RGB)
+
+
+def test_other_encodings_give_the_pixels_of_image_to_rgb(conv):
+    alpha = np.zeros(RGB.shape[:2], np.uint8)
+    for msg in (make("rgba8", np.dstack([RGB, alpha])), make("bgra8", np.dstack([RGB[:, :, ::-1], alpha]), step=24),
+                make("mono8", RGB[:, :, 0].copy()), make("mono16", np.arange(30, dtype=np.uint16).reshape(6, 5) * 1000)):
+        np.testing.assert_array_equal(conv.to_rgb(*conv.image_pixels(msg)), conv.image_to_rgb(msg))
+    png = conv.rgb_to_compressed(SMOOTH, fmt="png")
+    bgr, order = conv.message_pixels(png)
+    assert order == "bgr"
+    np.testing.assert_array_equal(conv.to_rgb(bgr, order), SMOOTH)
+
+
+def test_frame_path_crops_are_the_same_for_rgb8_bgr8_and_padded_rows(conv, oracle_onnx, monkeypatch):
+    """The node's frame path cuts the crops from the message's own pixels (BGR swapped per crop): the model
+    inputs equal those of the RGB frame handed to the pipeline directly."""
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import Header
+
+    import lbi_ros.pipeline
+    from lbi_ros.input_checks import InputLimits, PersonKeypoints, StampPolicy
+    from lbi_ros.msg import Person2D, Person2DArray
+    from lbi_ros.pipeline import LiftingPipeline
+    from lbi_ros.ros.frame_processor import FrameProcessor
+    from lbi_ros.runtime.factory import create_backend
+    from lbi_ros.skeleton import H36M17
+
+    from .node_harness import ROOT, SIZE, K, keypoints_at
+
+    seen: list = []
+    prepare = lbi_ros.pipeline.prepare_inputs
+    monkeypatch.setattr(lbi_ros.pipeline, "prepare_inputs", lambda *a, **k: (seen.append(b := prepare(*a, **k)), b)[1])
+    pipeline = LiftingPipeline(create_backend(oracle_onnx, "onnxruntime"))
+    processor = FrameProcessor(pipeline, InputLimits(), StampPolicy(max_age_s=0, max_ahead_s=0))
+    info = CameraInfo(header=Header(frame_id="cam"), width=SIZE[0], height=SIZE[1],
+                      k=[K.fx, 0.0, K.cx, 0.0, K.fy, K.cy, 0.0, 0.0, 1.0])
+    assert processor.cameras.update(info) is None
+    rgb = np.random.default_rng(1).integers(0, 255, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    uv = keypoints_at(ROOT)
+    people = [Person2D(id="p", score=0.9, u=uv[:, 0].tolist(), v=uv[:, 1].tolist(), confidence=[0.9] * 17)]
+    crops = []
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    messages = [make("rgb8", rgb), make("bgr8", bgr), make("rgb8", rgb, step=SIZE[0] * 3 + 7),
+                make("bgr8", bgr, step=SIZE[0] * 3 + 1)]
+    for sec, msg in enumerate(messages, start=1):
+        header = Header(frame_id="cam")
+        header.stamp.sec = sec
+        msg.header = header
+        keypoints = Person2DArray(header=header, skeleton="h36m17", joint_names=list(H36M17.joint_names),
+                                  people=people)
+        result = processor.process(msg, keypoints, now_ns=0)
+        assert result.people is not None and len(result.people) == 1, result.problems
+        crops.append(seen[-1].inputs.image_crop)
+    pipeline.lift(rgb, K, [PersonKeypoints("p", 0.9, np.column_stack([uv, np.full(17, 0.9)]))])  # the RGB reference
+    for crop in crops:
+        np.testing.assert_array_equal(crop, seen[-1].inputs.image_crop)
+
+
 def test_round_trip(conv):
     np.testing.assert_array_equal(conv.image_to_rgb(conv.rgb_to_image(RGB)), RGB)
     np.testing.assert_array_equal(conv.image_to_rgb(conv.rgb_to_image(RGB, encoding="bgr8")), RGB)

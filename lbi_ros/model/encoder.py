@@ -173,3 +173,12 @@ class PoseBackboneTap(nn.Module):
 
 for _tap in ("add_8", "add_9", "add_10"):
     register_encoder(f"blazepose_{_tap}")(lambda config, tap=_tap: PoseBackboneTap(tap))
+
+
+def shared_tap(config: ModelConfig) -> str | None:
+    """The landmark-net tap a gated lifter reads (``"add_8"`` for ``blazepose_add_8``), or None: a built-in
+    BlazePose detector can then hand its landmark pass's map of the shared square crop to the lifter's head
+    instead of the lifter running the same backbone again (``DetectorConfig.share_features_tap``)."""
+    if config.kind != "lbi_gated" or not config.encoder.startswith("blazepose_"):
+        return None
+    return config.encoder.removeprefix("blazepose_")

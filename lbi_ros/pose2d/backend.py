@@ -85,11 +85,14 @@ def _module_sources(net: Any) -> list[str]:
 
 
 def export_key(net: Any, opset: int = ONNX_OPSET) -> str:
-    """16 hex digits identifying the exported graph: weights, defining source, opset, torch version."""
+    """16 hex digits identifying the exported graph: outputs, weights, defining source, opset, torch version.
+
+    The output names count on their own: a tap such as ``add_8`` adds an output but no weights."""
     import torch
 
     h = hashlib.sha256()
-    h.update(f"{type(net).__qualname__}|opset{opset}|torch{torch.__version__}".encode())
+    outputs = ",".join(getattr(net, "output_names", ()))
+    h.update(f"{type(net).__qualname__}|{outputs}|opset{opset}|torch{torch.__version__}".encode())
     for text in _module_sources(net):
         h.update(text.encode())
     for key, value in sorted(net.state_dict().items()):

@@ -19,6 +19,23 @@ One frame, MediaPipe's pose pipeline extended to several people (constants and s
    pose flag.
 4. **Ids**: :class:`~lbi_ros.pose2d.tracker.PersonTracker` on the landmark boxes.
 
+``share_features_tap`` (e.g. ``"add_8"``; on when the lifter is a gated model over that tap): a kept person's
+landmark crop is the *shared square crop* instead, the upright square
+:func:`~lbi_ros.pose2d.roi.person_roi_from_keypoints` of its last keypoints (points outside the image unseen),
+cut as the lifter cuts it (:func:`~lbi_ros.pose2d.roi.crop_person_square`, black outside the image), and the
+tap comes back beside the landmarks (``Person2D.shared_features``), so the lifter runs only its head. New
+detections keep MediaPipe's rotated ROI for their first frame (no tap is shared for them). The square is
+smaller than MediaPipe's ROI (1.25 x the joints' extent, not 2.5 x hip-to-scale-point), so detections are
+matched against the ROI MediaPipe would have tracked the person with (from the aux landmarks, as usual). A
+person is tracked on the square only while it is at least ``SHARE_MIN_SCALE`` x that ROI, the body is within
+``SHARE_MAX_TILT_RAD`` of upright and the square overlaps no other person's ROI by more than
+``SHARE_MAX_OVERLAP`` (IoU); else on MediaPipe's ROI, and lifted from the lifter's own crop. Why: on a
+head-and-shoulders view the square covers only the visible joints, and landmarks on it predict a smaller
+person each frame (three portraits on one canvas: the square shrank from 276 to 168 px in 5 frames and a
+person was lost; square / ROI there 0.58-0.62, for the demo scene's walking people 0.75 on the first frame,
+then 0.83-0.89); and where two people overlap (the demo's walker crossing the guide) the landmark net on the
+tighter upright square locks onto the other person, which MediaPipe's hip-centred ROI does not.
+
 When the detector runs: always when nobody is kept; otherwise every ``detect_interval`` frames while
 fewer than ``max_people`` are kept (to find newcomers), and every ``refresh_interval`` frames when the
 quota is full (0 = never; MediaPipe's single-person graph never re-detects while tracking).
@@ -69,16 +86,22 @@ from lbi_ros.pose2d.roi import (
     BorderMode,
     Roi,
     crop_image,
+    crop_person_square,
     letterbox,
     letterbox_image,
+    person_roi_from_keypoints,
     roi_from_alignment_points,
 )
 from lbi_ros.pose2d.topology import AUX_HIP_CENTER, AUX_SCALE_POINT, NUM_BODY_LANDMARKS
 from lbi_ros.pose2d.tracker import PersonTracker, TrackerConfig
+from lbi_ros.skeleton import MEDIAPIPE33, map_to_h36m
 
 log = logging.getLogger(__name__)
 
 DETECTOR_INPUT_SIZE = 224
+SHARE_MIN_SCALE = 0.7  # shared square side / MediaPipe ROI side below which a person is not shared (module doc)
+SHARE_MAX_TILT_RAD = 0.5  # |MediaPipe ROI rotation| above which a person is not shared
+SHARE_MAX_OVERLAP = 0.2  # IoU of a shared square with another person's ROI above which neither is shared
 
 
 @dataclass(frozen=True)
@@ -98,6 +121,7 @@ class DetectorConfig:
     refine_with_heatmap: bool = True
     crop_border: BorderMode = "replicate"  # MediaPipe's landmark crop default
     feature_taps: tuple[str, ...] = ()  # e.g. ("add_9",): per-person FPN maps (C, h, w) in Person2D.features
+    share_features_tap: str | None = None  # e.g. "add_8": kept people on the shared crop (module doc)
     backend: BackendKind = "torch"
     intra_op_threads: int = 1  # ONNX Runtime only
     cache_dir: str | None = None  # ONNX exports; None = <repo>/.cache/pose2d_onnx
@@ -129,7 +153,8 @@ class Person2D:
     ``world_m`` (33, 3) metres, hip-centred, x right / y down in the image's orientation (MediaPipe's world
     landmarks rotated by the ROI). ``score`` is the landmark model's pose flag (a probability).
     ``roi`` is the crop this frame's landmarks came from. ``features`` maps each requested FPN tap to its
-    (C, h, w) float32 map for this person's crop (empty unless ``feature_taps`` is set).
+    (C, h, w) float32 map for this person's crop (empty unless ``feature_taps`` is set). ``shared_features``:
+    the ``share_features_tap`` map when ``roi`` is the shared square crop, else None.
     """
 
     id: int
@@ -138,6 +163,7 @@ class Person2D:
     world_m: np.ndarray
     roi: Roi
     features: dict[str, np.ndarray] = field(default_factory=dict)
+    shared_features: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +175,14 @@ class DetectorTimings:
     total_ms: float
     ran_detector: bool
     num_rois: int
+
+
+def mark_unseen(keypoints_px: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(J, 3) [u, v, conf] -> a copy with conf 0 for points outside the image (pixel centres at integers)."""
+    kp = np.array(keypoints_px, dtype=np.float32, copy=True)
+    inside = (kp[:, 0] >= -0.5) & (kp[:, 0] <= width - 0.5) & (kp[:, 1] >= -0.5) & (kp[:, 1] <= height - 0.5)
+    kp[~inside, 2] = 0.0
+    return kp
 
 
 def _landmark_box(points_px: np.ndarray) -> np.ndarray:
@@ -169,6 +203,8 @@ class PersonDetector:
         self._anchors = generate_anchors()
         self._decode = replace(POSE_DECODE, min_score_thresh=config.min_detection_score)
         lm_outputs = ["landmarks", "pose_flag", "world", *config.feature_taps]
+        if config.share_features_tap:
+            lm_outputs.append(config.share_features_tap)
         if config.refine_with_heatmap:
             lm_outputs.append("heatmaps")
         self._lm_outputs = tuple(dict.fromkeys(lm_outputs))
@@ -178,6 +214,7 @@ class PersonDetector:
         self.last_timings: DetectorTimings | None = None
         self._kept: list[tuple[int, Roi]] = []  # (id, next-frame ROI) of last frame's people
         self._aux_filters: dict[int, OneEuroFilter] = {}  # per person id
+        self._match: dict[int, Roi] = {}  # share_features_tap: MediaPipe's ROI of a kept person, for _merge
         self._since_detection = 0
         self._frame = 0
 
@@ -195,7 +232,7 @@ class PersonDetector:
     def reset(self) -> None:
         """Forget the people of previous frames (ids keep counting up)."""
         self._kept = []
-        self._aux_filters = {}
+        self._aux_filters, self._match = {}, {}
         self._since_detection = 0
         self.tracker.reset()
 
@@ -230,9 +267,10 @@ class PersonDetector:
             return self._since_detection >= cfg.detect_interval
         return cfg.refresh_interval > 0 and self._since_detection >= cfg.refresh_interval
 
-    def _merge(self, kept: list[Roi], found: list[Roi]) -> list[Roi]:
+    def _merge(self, kept: list[Roi], found: list[Roi], match: list[Roi] | None = None) -> list[Roi]:
+        """Kept ROIs, then the found ones that overlap none of ``match`` (default ``kept``), up to ``max_people``."""
         rois = list(kept)
-        boxes = [r.bounding_box() for r in rois]
+        boxes = [r.bounding_box() for r in (kept if match is None else match)]
         for roi in found:
             b = roi.bounding_box()
             if boxes and box_iou(b, np.asarray(boxes)).max() > self.config.duplicate_iou:
@@ -259,9 +297,10 @@ class PersonDetector:
             self._since_detection = 0
         t1 = time.perf_counter()
         kept = [roi for _, roi in self._kept] if self.config.reuse_landmark_roi else []
-        rois = self._merge(kept, found)
+        rois = self._merge(kept, found, [self._match.get(pid, roi) for pid, roi in self._kept][: len(kept)])
         stamp = float(stamp_s) if stamp_s is not None else self._frame / self.config.assumed_fps
-        people = self._landmarks(image_rgb, rois, stamp) if rois else self._forget_all()
+        shared = [pid in self._match for pid, _ in self._kept][: len(rois)] if kept else []  # kept ROIs come first
+        people = self._landmarks(image_rgb, rois, stamp, shared) if rois else self._forget_all()
         t2 = time.perf_counter()
         self._since_detection += 1
         self._frame += 1
@@ -270,7 +309,7 @@ class PersonDetector:
 
     def _forget_all(self) -> list[Person2D]:
         self.tracker.update(np.zeros((0, 4)))  # count a missed frame for everyone
-        self._kept, self._aux_filters = [], {}
+        self._kept, self._aux_filters, self._match = [], {}, {}
         return []
 
     def _next_roi(self, pid: int, aux_px: np.ndarray, stamp_s: float) -> Roi | None:
@@ -286,10 +325,25 @@ class PersonDetector:
         except ValueError:
             return None
 
-    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], stamp_s: float) -> list[Person2D]:
+    def _uncrowded(self, kept: list[tuple[int, Roi]]) -> list[tuple[int, Roi]]:
+        """``kept`` with the shared squares that overlap another person's ROI back on MediaPipe's ROI."""
+        boxes = np.asarray([roi.bounding_box() for _, roi in kept]).reshape(-1, 4)
+        out = []
+        for k, (pid, roi) in enumerate(kept):
+            others = np.delete(boxes, k, axis=0)
+            if pid in self._match and len(others) and box_iou(boxes[k], others).max() > SHARE_MAX_OVERLAP:
+                roi = self._match.pop(pid)
+            out.append((pid, roi))
+        return out
+
+    def _landmarks(self, image_rgb: np.ndarray, rois: list[Roi], stamp_s: float,
+                   shared: list[bool] | None = None) -> list[Person2D]:
+        """Landmarks in ``rois``; ``shared[k]``: ROI k is a shared square crop (``share_features_tap``)."""
         cfg = self.config
         size = LANDMARK_INPUT_SIZE
-        crops = np.stack([crop_image(image_rgb, r, size, cfg.crop_border) for r in rois])  # (B, 256, 256, 3)
+        shared = list(shared or []) + [False] * (len(rois) - len(shared or []))
+        crops = np.stack([crop_person_square(image_rgb, r, size) if shared[k] else crop_image(image_rgb, r, size,
+                          cfg.crop_border) for k, r in enumerate(rois)])  # (B, 256, 256, 3)
         out = self.landmark_backend(crops.astype(np.float32) * (1.0 / 255.0))
         flag = np.asarray(out["pose_flag"], dtype=np.float32).reshape(len(rois))  # probability
         raw = np.asarray(out["landmarks"], dtype=np.float32).reshape(len(rois), -1, 5)  # (B, 39, 5)
@@ -310,15 +364,24 @@ class PersonDetector:
         for i, pid in zip(chosen, ids, strict=True):
             kp = np.concatenate([points[i, :NUM_BODY_LANDMARKS], conf[i, :NUM_BODY_LANDMARKS, None]], 1)
             features = {k: np.array(out[k][i], dtype=np.float32) for k in cfg.feature_taps}
+            tap = np.array(out[cfg.share_features_tap][i], dtype=np.float32) if shared[i] else None
             people.append(Person2D(int(pid), float(flag[i]), kp.astype(np.float32),
-                                   world[i, :NUM_BODY_LANDMARKS].astype(np.float32), rois[i], features))
+                                   world[i, :NUM_BODY_LANDMARKS].astype(np.float32), rois[i], features, tap))
             roi = self._next_roi(int(pid), points[i, AUX_HIP_CENTER : AUX_SCALE_POINT + 1], stamp_s)
+            self._match.pop(int(pid), None)
+            if cfg.share_features_tap and roi is not None:  # the next frame's shared square crop, from these keypoints
+                seen = mark_unseen(kp, image_rgb.shape[1], image_rgb.shape[0])
+                square = person_roi_from_keypoints(map_to_h36m(seen, MEDIAPIPE33))
+                if square is not None and square.size_px >= SHARE_MIN_SCALE * roi.size_px \
+                        and abs(roi.rotation_rad) <= SHARE_MAX_TILT_RAD:
+                    self._match[int(pid)], roi = roi, square
             if roi is None:
                 log.debug("person %d: degenerate auxiliary landmarks, no ROI for the next frame", pid)
             else:
                 kept.append((int(pid), roi))
-        self._kept = kept
+        self._kept = self._uncrowded(kept) if cfg.share_features_tap else kept
         live = set(ids)
         self._aux_filters = {pid: f for pid, f in self._aux_filters.items() if pid in live}
+        self._match = {pid: r for pid, r in self._match.items() if pid in live}
         return sorted(people, key=lambda p: p.id)
 

@@ -45,8 +45,8 @@ import numpy as np
 
 from lbi_ros.input_checks import PersonKeypoints
 from lbi_ros.pose2d.backend import BackendKind
-from lbi_ros.pose2d.detector import DetectorConfig, Person2D, PersonDetector
-from lbi_ros.pose2d.roi import Roi
+from lbi_ros.pose2d.detector import DetectorConfig, Person2D, PersonDetector, mark_unseen
+from lbi_ros.pose2d.roi import Roi, SharedCrop
 from lbi_ros.skeleton import MEDIAPIPE33
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class TiledPersonDetector(PersonDetector):
 
     def detect(self, image_rgb: np.ndarray, stamp_s: float | None = None) -> list[Person2D]:
         """:meth:`PersonDetector.detect`, retrying the ROIs of recently lost people (module doc)."""
-        tracked = dict(self._kept)
+        tracked = {pid: self._match.get(pid, roi) for pid, roi in self._kept}  # MediaPipe's ROI, also when shared
         if self.config.reuse_landmark_roi:
             self._kept = list(self._kept) + [(pid, roi) for pid, (roi, _) in self._lost.items() if pid not in tracked]
         people = super().detect(image_rgb, stamp_s)
@@ -133,29 +133,26 @@ def default_backend() -> BackendKind:
 STREAM_DETECT_INTERVAL = 3
 
 
-def stream_config(max_people: int = 4) -> DetectorConfig:
+def stream_config(max_people: int = 4, share_features_tap: str | None = None) -> DetectorConfig:
     """Detector settings for a camera stream (the node): the fastest backend, and while people are tracked
     the (tiled, so 3 calls on 640 x 480) detector runs every ``STREAM_DETECT_INTERVAL`` frames to find
     newcomers; tracked people reuse their ROIs in between. On the demo scene (2 mesh people, 640 x 480,
-    shared 2-core CPU) this took the median frame from 148 ms to 50 ms at the same recall."""
-    return DetectorConfig(max_people=max_people, backend=default_backend(), detect_interval=STREAM_DETECT_INTERVAL)
+    shared 2-core CPU) this took the median frame from 148 ms to 50 ms at the same recall.
+    ``share_features_tap``: hand the lifter the landmark pass's map of the shared crop (:mod:`~lbi_ros.pose2d.detector`)."""
+    return DetectorConfig(max_people=max_people, backend=default_backend(), detect_interval=STREAM_DETECT_INTERVAL,
+                          share_features_tap=share_features_tap)
 
 
 @dataclass(frozen=True)
 class DetectedFrame:
-    """The 2D people of one image, in ``joint_set`` layout; ``timings_ms``: ``detect``, ``landmarks``."""
+    """The 2D people of one image, in ``joint_set`` layout; ``timings_ms``: ``detect``, ``landmarks``.
+    ``shared``: person id -> the shared square crop its landmarks came from and the lifter's backbone map of
+    it (``DetectorConfig.share_features_tap``), for :meth:`lbi_ros.pipeline.LiftingPipeline.lift`."""
 
     joint_set: str
     people: tuple[PersonKeypoints, ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
-
-
-def mark_unseen(keypoints_px: np.ndarray, width: int, height: int) -> np.ndarray:
-    """(J, 3) [u, v, conf] -> a copy with conf 0 for points outside the image (pixel centres at integers)."""
-    kp = np.array(keypoints_px, dtype=np.float32, copy=True)
-    inside = (kp[:, 0] >= -0.5) & (kp[:, 0] <= width - 0.5) & (kp[:, 1] >= -0.5) & (kp[:, 1] <= height - 0.5)
-    kp[~inside, 2] = 0.0
-    return kp
+    shared: dict[str, SharedCrop] = field(default_factory=dict)
 
 
 class BuiltinKeypoints:
@@ -194,7 +191,8 @@ class BuiltinKeypoints:
                        for p in found)
         t = self.detector.last_timings
         timings = {"detect": t.detect_ms, "landmarks": t.landmarks_ms} if t is not None else {"detect": total_ms}
-        return DetectedFrame(self.joint_set, people, timings)
+        shared = {str(p.id): SharedCrop(p.roi, p.shared_features) for p in found if p.shared_features is not None}
+        return DetectedFrame(self.joint_set, people, timings, shared)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -261,3 +261,29 @@ def person_roi_from_keypoints(keypoints_px: np.ndarray) -> Roi | None:
 
     box = compute_crop_box(np.asarray(keypoints_px))
     return None if box is None else person_roi_from_box(box.cx, box.cy, box.h)
+
+
+def crop_person_square(image_rgb: np.ndarray, roi: Roi, size: int = PERSON_CROP_SIZE) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8: the shared square crop of an upright ``roi``, cut by exactly the
+    warp the lifter's own crop uses (:func:`lbi_ros.preprocess.warp_crop`: bilinear, black outside the image),
+    so a landmark pass on it sees the very pixels the lifter's backbone would."""
+    from lbi_ros.preprocess import CropBox, CropConfig, warp_crop
+
+    if roi.rotation_rad != 0.0:
+        raise ValueError(f"the shared person crop is upright; got rotation {roi.rotation_rad} rad")
+    box = CropBox(roi.center_u, roi.center_v, roi.size_px, roi.size_px)
+    return warp_crop(image_rgb, box, CropConfig(height=size, width=size))
+
+
+@dataclass(frozen=True, eq=False)
+class SharedCrop:
+    """One person's shared square crop, and the lifter backbone's map of it if someone already computed it.
+
+    ``roi``: upright, image pixels (:func:`person_roi_from_keypoints` of the previous frame's keypoints, in the
+    built-in detector). ``features``: (C, g, g) float32, the landmark-net tap on :func:`crop_person_square`
+    of ``roi``; None = the lifter cuts that crop and runs its backbone itself. The lifter's box is then the
+    one this square was made from (same centre, height = side), not the box of this frame's keypoints.
+    """
+
+    roi: Roi
+    features: np.ndarray | None = None

@@ -26,7 +26,7 @@ from std_msgs.msg import Header
 from lbi_ros.input_checks import InputLimits, PersonKeypoints, Problem, StampGuard, StampPolicy, clean_person
 from lbi_ros.msg import Person2DArray
 from lbi_ros.pipeline import LiftingPipeline, PersonLift
-from lbi_ros.ros.image_conversion import ImageError, message_to_rgb
+from lbi_ros.ros.image_conversion import ImageError, message_pixels, to_rgb
 from lbi_ros.ros.messages import CameraModel, MessageError, normalize_frame_id, people_from_msg, stamp_ns
 
 if TYPE_CHECKING:
@@ -128,29 +128,35 @@ class FrameProcessor:
                 problems.append(frame_problem)
                 header = Header(stamp=header.stamp, frame_id=frame_id)
             camera = self.cameras.lookup(frame_id)
-            rgb = message_to_rgb(image)  # a CompressedImage is decoded here, in the worker thread
-            camera.check_image(rgb.shape[1], rgb.shape[0])
+            # a view of the message's pixels, RGB or BGR: only the person crops get converted (image_conversion
+            # module doc); a CompressedImage is decoded here, in the worker thread
+            pixels, color_order = message_pixels(image)
+            camera.check_image(pixels.shape[1], pixels.shape[0])
             if keypoints is not None:
                 joint_set, people, message_problems = people_from_msg(keypoints)
         except (ImageError, MessageError) as exc:
             return FrameResult(header, None, (*problems, Problem(exc.reason, str(exc))))
+        if keypoints is None:  # the detector reads the whole RGB frame
+            pixels, color_order = to_rgb(pixels, color_order), "rgb"
         detected, t_detect = None, time.perf_counter()
         if keypoints is None:  # the same people a 2D detector would publish for this image
-            detected = self.keypoint_source(rgb, stamp_ns(header) / 1e9)
+            detected = self.keypoint_source(pixels, stamp_ns(header) / 1e9)
             joint_set, people, message_problems = detected.joint_set, list(detected.people), []
         t_detect = time.perf_counter() - t_detect
         problems += message_problems
         limits = self.limits
         if camera.lens is not None:
-            people, clean_problems = self._undistort(camera, people, (rgb.shape[1], rgb.shape[0]))
+            people, clean_problems = self._undistort(camera, people, (pixels.shape[1], pixels.shape[0]))
             problems += clean_problems
             # the image-bounds check was done on the raw pixels; undistorted ones may leave the frame
-            limits = dataclasses.replace(limits, image_margin_px=float(max(rgb.shape[:2])))
+            limits = dataclasses.replace(limits, image_margin_px=float(max(pixels.shape[:2])))
         t1 = time.perf_counter()
         self.pipeline.limits = limits
         if self.pipeline.crop.min_confidence != limits.min_confidence:  # one threshold for checks, crop and valid
             self.pipeline.crop = dataclasses.replace(self.pipeline.crop, min_confidence=limits.min_confidence)
-        result = self.pipeline.lift(rgb, camera.intrinsics, people, joint_set, lens=camera.lens)
+        result = self.pipeline.lift(pixels, camera.intrinsics, people, joint_set, lens=camera.lens,
+                                    shared=detected.shared if detected is not None else None,
+                                    color_order=color_order)
         t2 = time.perf_counter()
         self.stamps.accept(stamp_ns(header))
         timings = dict(result.timings_ms, convert=(t1 - t0 - t_detect) * 1e3)

@@ -4,6 +4,11 @@ Every field from the wire is checked before the buffer is trusted: a camera driv
 ``step`` or the encoding must produce a clear :class:`ImageError`, never a garbled crop or a crash.
 Reading is a zero-copy ``np.frombuffer`` view where the layout allows it (a 921 KB frame in ~0.03 ms);
 writing uses ``tobytes()`` (assigning a numpy array to a ``uint8[]`` field element-wise takes ~95 ms).
+The lifter only needs its person crops, so :func:`message_pixels` hands ``rgb8``, ``bgr8`` and ``8UC3`` frames
+on as that view with their channel order, and the crops are swapped to RGB after cutting
+(:func:`lbi_ros.preprocess.warp_crop`): a full-frame RGB copy of a 640x480 frame cost ~1.5-2.2 ms per frame
+(a fancy-indexed channel reorder), and a negative-stride ``[..., ::-1]`` view makes OpenCV copy the whole
+frame for every crop. Padded rows (``step`` > width x 3) stay a view too: OpenCV reads strided rows as they are.
 
 ``sensor_msgs/CompressedImage`` as image_transport's ``compressed`` plugin publishes it (``format`` like
 ``"jpeg"``, ``"png"`` or ``"rgb8; jpeg compressed bgr8"``) is decoded with OpenCV; data that does not
@@ -47,8 +52,17 @@ def image_to_rgb(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     """Return an (H, W, 3) uint8 RGB array for ``msg``; raise :class:`ImageError` on any inconsistency.
 
     Mono images are replicated to three channels; 16-bit mono is scaled to 8 bits by its maximum
-    (shape cues survive, absolute intensity does not matter to the lifter).
+    (shape cues survive, absolute intensity does not matter to the lifter). ``rgb8`` comes back as a view of
+    ``msg.data`` (no copy; rows strided when ``step`` is padded), the other encodings as a new array.
     """
+    pixels, order = image_pixels(msg, max_side)
+    return pixels if order == "rgb" else np.ascontiguousarray(pixels[:, :, ::-1])
+
+
+def image_pixels(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, str]:
+    """``(pixels, order)``: (H, W, 3) uint8 pixels of ``msg`` in channel ``order`` ``"rgb"`` or ``"bgr"``, with
+    the checks of :func:`image_to_rgb`. ``rgb8``, ``bgr8`` and ``8UC3`` are a zero-copy view of ``msg.data``
+    (module doc); 4-channel, mono and 16-bit encodings are converted into a new array."""
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 1 or width <= 1:
         raise ImageError("image_too_small", f"image is {width}x{height}: nothing to crop a person from")
@@ -79,8 +93,9 @@ def image_to_rgb(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
         peak = int(pixels.max())
         pixels = (pixels.astype(np.float32) * (255.0 / peak)).astype(np.uint8) if peak else pixels.astype(np.uint8)
     if order is None:
-        return np.repeat(pixels, 3, axis=2) if channels == 1 else pixels
-    return np.ascontiguousarray(pixels[:, :, list(order)])
+        return (np.repeat(pixels, 3, axis=2) if channels == 1 else pixels), "rgb"
+    colour = "rgb" if order[0] == 0 else "bgr"
+    return (pixels if channels == 3 else np.ascontiguousarray(pixels[:, :, :3])), colour  # 4 channels: drop alpha
 
 
 def compressed_to_rgb(msg: CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
@@ -89,6 +104,12 @@ def compressed_to_rgb(msg: CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> n
     OpenCV decodes colour to BGR whatever the ``format`` string says (image_transport compresses colour
     images as bgr8), and grey images are replicated to three channels.
     """
+    return to_rgb(*compressed_pixels(msg, max_side))
+
+
+def compressed_pixels(msg: CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, str]:
+    """``(pixels, "bgr")``: the decoded (H, W, 3) uint8 frame as OpenCV returns it, before any RGB copy; the
+    checks of :func:`compressed_to_rgb`."""
     import cv2
 
     fmt = msg.format.lower()
@@ -105,7 +126,7 @@ def compressed_to_rgb(msg: CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> n
         raise ImageError("image_too_small", f"image is {width}x{height}: nothing to crop a person from")
     if height > max_side or width > max_side:
         raise ImageError("image_too_large", f"image is {width}x{height}, above the {max_side} px limit per side")
-    return np.ascontiguousarray(bgr[:, :, ::-1])
+    return bgr, "bgr"
 
 
 def message_to_rgb(msg: Image | CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
@@ -113,6 +134,18 @@ def message_to_rgb(msg: Image | CompressedImage, max_side: int = MAX_IMAGE_SIDE)
     if isinstance(msg, CompressedImage):
         return compressed_to_rgb(msg, max_side)
     return image_to_rgb(msg, max_side)
+
+
+def message_pixels(msg: Image | CompressedImage, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, str]:
+    """:func:`image_pixels` or :func:`compressed_pixels`, by message type: ``(pixels, "rgb" | "bgr")``."""
+    if isinstance(msg, CompressedImage):
+        return compressed_pixels(msg, max_side)
+    return image_pixels(msg, max_side)
+
+
+def to_rgb(pixels: np.ndarray, order: str) -> np.ndarray:
+    """``pixels`` from :func:`message_pixels` as a C-contiguous RGB array (a copy unless already one)."""
+    return np.ascontiguousarray(pixels if order == "rgb" else pixels[:, :, ::-1])
 
 
 def rgb_to_compressed(rgb: np.ndarray, header=None, fmt: str = "jpeg", quality: int = 95) -> CompressedImage:

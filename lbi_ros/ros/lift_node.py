@@ -119,8 +119,11 @@ class LifterNode(Node):
             return None
         from lbi_ros.pose2d.keypoint_source import BuiltinKeypoints, stream_config
 
-        source = BuiltinKeypoints(stream_config(self.params.max_people))
-        self.health.info.update(keypoints_source=f"builtin BlazePose ({source.detector.landmark_backend.name})")
+        p = self.params  # a gated lifter over a BlazePose tap reuses the landmark pass's map (docs/gated_lbi.md)
+        tap = self.pipeline.share_backbone(p.model_path or None, p.backend, p.engine_cache_dir or None)
+        source = BuiltinKeypoints(stream_config(p.max_people, share_features_tap=tap))
+        self.health.info.update(keypoints_source=f"builtin BlazePose ({source.detector.landmark_backend.name})",
+                                shared_backbone=tap or "no")
         return source
 
     def _on_backend_switch(self, switch: Switch) -> None:

@@ -12,6 +12,7 @@ import colorsys
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 from builtin_interfaces.msg import Duration
 from geometry_msgs.msg import Point
 from std_msgs.msg import ColorRGBA, Header
@@ -64,18 +65,18 @@ class SkeletonMarkers:
 
     def _person_markers(self, header: Header, person: PersonLift) -> tuple[Marker, Marker]:
         color = person_color(person.person_id)
-        points = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in person.joints_cam_m]
+        points = [Point(x=x, y=y, z=z) for x, y, z in np.asarray(person.joints_cam_m, float).tolist()]
         joints = Marker(header=header, ns=self.namespace(person.person_id), id=JOINT_MARKER_ID,
                         type=Marker.SPHERE_LIST, action=Marker.ADD, lifetime=self.lifetime)
         joints.pose.orientation.w = 1.0
         joints.scale.x = joints.scale.y = joints.scale.z = self.joint_diameter_m
         joints.points = points
-        joints.colors = [color if ok else INVALID_COLOR for ok in person.valid]
+        valid = np.asarray(person.valid, bool).tolist()
+        joints.colors = [color if ok else INVALID_COLOR for ok in valid]
         bones = Marker(header=header, ns=self.namespace(person.person_id), id=BONE_MARKER_ID,
                        type=Marker.LINE_LIST, action=Marker.ADD, lifetime=self.lifetime, color=color)
         bones.pose.orientation.w = 1.0
         bones.scale.x = self.bone_width_m
-        for child, parent in self.bones:
-            if person.valid[child] and person.valid[parent]:
-                bones.points.extend([points[parent], points[child]])
+        bones.points = [point for child, parent in self.bones if valid[child] and valid[parent]
+                        for point in (points[parent], points[child])]
         return joints, bones

@@ -150,12 +150,13 @@ def skeletons_msg(header: Header, joint_names: Sequence[str], parents: Sequence[
                           parents=[int(p) for p in parents])
     for person in people:
         skeleton = Skeleton3D(id=person.person_id, score=float(person.score))
-        skeleton.positions = [Point(x=float(x), y=float(y), z=float(z)) for x, y, z in person.joints_cam_m]
-        skeleton.confidence = [float(c) for c in person.confidence]
-        skeleton.uncertainty = [float(u) for u in person.uncertainty_m]
-        skeleton.valid = [bool(v) for v in person.valid]
-        skeleton.root = Point(x=float(person.root_cam_m[0]), y=float(person.root_cam_m[1]),
-                              z=float(person.root_cam_m[2]))
+        # tolist(): Python floats and bools in one call per array, not one float() per element
+        skeleton.positions = [Point(x=x, y=y, z=z) for x, y, z in np.asarray(person.joints_cam_m, float).tolist()]
+        skeleton.confidence = np.asarray(person.confidence, float).tolist()
+        skeleton.uncertainty = np.asarray(person.uncertainty_m, float).tolist()
+        skeleton.valid = np.asarray(person.valid, bool).tolist()
+        x, y, z = np.asarray(person.root_cam_m, float).tolist()
+        skeleton.root = Point(x=x, y=y, z=z)
         skeleton.root_depth_std = float(person.root_depth_std_m)
         msg.skeletons.append(skeleton)
     return msg

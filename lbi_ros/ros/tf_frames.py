@@ -35,6 +35,9 @@ from lbi_ros.skeleton import H36M17, REP155_FRAME_NAMES
 _UNSAFE = re.compile(r"[^A-Za-z0-9_]")
 PELVIS, THORAX = H36M17.index("pelvis"), H36M17.index("thorax")
 L_HIP, R_HIP = H36M17.index("l_hip"), H36M17.index("r_hip")
+# (joint, REP-155 stem) of the joint frames under body_<id>: built once, not per frame
+_JOINT_FRAMES = tuple((j, stem) for j, stem in enumerate(REP155_FRAME_NAMES) if stem is not None and j != PELVIS)
+_IDENTITY = (0.0, 0.0, 0.0, 1.0)
 
 
 def frame_suffix(person_id: str) -> str:
@@ -106,13 +109,12 @@ def rotation_to_quaternion(r: np.ndarray) -> tuple[float, float, float, float]:
     return float(x / norm), float(y / norm), float(z / norm), float(w / norm)
 
 
-def _transform(header: Header, child: str, xyz: np.ndarray, quat: tuple[float, float, float, float]):
-    t = TransformStamped()
-    t.header = header
-    t.child_frame_id = child
-    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = (float(v) for v in xyz)
-    r = t.transform.rotation
-    r.x, r.y, r.z, r.w = quat
+def _transform(header: Header, child: str, xyz: Sequence[float], quat: tuple[float, float, float, float]):
+    """``xyz``: Python floats (a ``tolist()`` row: one conversion per frame, not three ``float()`` per joint)."""
+    t = TransformStamped(header=header, child_frame_id=child)
+    translation, rotation = t.transform.translation, t.transform.rotation
+    translation.x, translation.y, translation.z = xyz
+    rotation.x, rotation.y, rotation.z, rotation.w = quat
     return t
 
 
@@ -125,18 +127,17 @@ def skeleton_transforms(header: Header, people: Sequence[PersonLift], joint_fram
     Skeleton3DArray carries every joint).
     """
     message = TFMessage()
-    identity = (0.0, 0.0, 0.0, 1.0)
+    transforms = message.transforms
     for person, suffix in zip(people, frame_suffixes([p.person_id for p in people]), strict=True):
         body = f"body_{suffix}"
         rotation = body_rotation(person.joints_cam_m)
         pelvis = person.joints_cam_m[PELVIS]
-        message.transforms.append(_transform(header, body, pelvis, rotation_to_quaternion(rotation)))
+        transforms.append(_transform(header, body, pelvis.tolist(), rotation_to_quaternion(rotation)))
         if not joint_frames:
             continue
         joint_header = Header(stamp=header.stamp, frame_id=body)
-        in_body = (person.joints_cam_m - pelvis) @ rotation  # (J, 3) rows: R^T (p_j - p_pelvis)
-        for j, stem in enumerate(REP155_FRAME_NAMES):
-            if stem is None or j == PELVIS or not person.valid[j]:
-                continue
-            message.transforms.append(_transform(joint_header, f"{stem}_{suffix}", in_body[j], identity))
+        in_body = ((person.joints_cam_m - pelvis) @ rotation).tolist()  # (J, 3) rows: R^T (p_j - p_pelvis)
+        valid = np.asarray(person.valid, bool).tolist()
+        transforms.extend(_transform(joint_header, f"{stem}_{suffix}", in_body[j], _IDENTITY)
+                          for j, stem in _JOINT_FRAMES if valid[j])
     return message

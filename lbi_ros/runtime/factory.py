@@ -13,8 +13,9 @@ the reason; an unknown name or option is a ``ValueError`` and a missing file a `
 all at start-up, before any frame arrives. A checkpoint whose weights do not fit its config is a
 :class:`~lbi_ros.checkpoint.CheckpointError` (a ``ValueError``).
 
-Also here: :func:`export_checkpoint` (``lbi export``: ONNX + fp16 + parity report) and
-:func:`parity_errors`, the one parity test every backend passes against PyTorch.
+Also here: :func:`export_checkpoint` (``lbi export``: ONNX + fp16 + parity report),
+:func:`parity_errors`, the one parity test every backend passes against PyTorch, and
+:func:`create_head_backend`, a gated lifter's head alone for a caller that holds its backbone's features.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import numpy as np
 
 from lbi_ros.runtime.backend import InferenceBackend
 from lbi_ros.runtime.engine_cache import BatchProfile, EngineCacheError
-from lbi_ros.runtime.io_spec import IMAGE_CROP, IOSpec, example_inputs
+from lbi_ros.runtime.io_spec import IOSpec, example_inputs
 from lbi_ros.runtime.safe_files import atomic_write_bytes, file_lock, sha256_file
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,10 @@ def reference_outputs(model: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, 
     """PyTorch eager fp32 on the CPU (eval mode, attention as configured): the reference for every backend."""
     import torch
 
-    from lbi_ros.runtime.onnx_export import eval_mode
+    from lbi_ros.runtime.onnx_export import call_lifter, eval_mode
 
-    torch_feeds: dict[str, Any] = {IMAGE_CROP: None}
-    torch_feeds.update({k: torch.from_numpy(v) for k, v in feeds.items()})
     with eval_mode(model), torch.inference_mode():
-        outputs = model(**torch_feeds)
+        outputs = call_lifter(model, {k: torch.from_numpy(v) for k, v in feeds.items()})
     return {name: value.detach().cpu().numpy() for name, value in outputs._asdict().items() if value is not None}
 
 
@@ -97,9 +96,9 @@ class ExportReport:
 
 def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: Literal["fp32", "fp16"] = "fp32",
                       opset: int = DEFAULT_OPSET, include_coarse: bool = False,
-                      batch_sizes: Sequence[int] = (1, 5)) -> ExportReport:
+                      batch_sizes: Sequence[int] = (1, 5), head_only: bool = False) -> ExportReport:
     """Export the checkpoint's lifter to ``onnx_path`` (fp16: converted graph, I/O float32) and report
-    its parity with PyTorch under ONNX Runtime CPU."""
+    its parity with PyTorch under ONNX Runtime CPU. ``head_only``: a gated lifter's head (features in)."""
     import onnx
 
     from lbi_ros.checkpoint import load_model
@@ -114,11 +113,11 @@ def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: 
     model, _ = load_model(checkpoint)
     onnx_path = Path(onnx_path)
     if precision == "fp32":
-        spec = export_onnx(model, onnx_path, opset=opset, include_coarse=include_coarse)
+        spec = export_onnx(model, onnx_path, opset=opset, include_coarse=include_coarse, head_only=head_only)
     else:
         fp32_path = onnx_path.with_name(onnx_path.stem + ".fp32.tmp.onnx")
         try:
-            spec = export_onnx(model, fp32_path, opset=opset, include_coarse=include_coarse)
+            spec = export_onnx(model, fp32_path, opset=opset, include_coarse=include_coarse, head_only=head_only)
             convert_to_fp16(fp32_path, onnx_path)
         finally:
             fp32_path.unlink(missing_ok=True)
@@ -133,8 +132,9 @@ def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: 
 
 
 def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Literal["fp32", "fp16"] = "fp32",
-                  opset: int = DEFAULT_OPSET) -> Path:
+                  opset: int = DEFAULT_OPSET, head_only: bool = False) -> Path:
     """The checkpoint's ONNX export in ``<cache_dir>/onnx``, exported (and parity-checked) on first use.
+    ``head_only``: its head alone (:func:`create_head_backend`), cached beside it as ``...-head.onnx``.
 
     Keyed by the checkpoint's sha256, opset, precision and the exporter's versions (sidecar JSON); a file
     whose sidecar is missing or whose hash does not match is exported again. Locked and atomic like engines.
@@ -146,7 +146,7 @@ def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Lite
     checkpoint = Path(checkpoint)
     digest = sha256_file(checkpoint)
     out_dir = Path(cache_dir).expanduser() / "onnx"
-    path = out_dir / f"{checkpoint.stem}-{digest[:16]}-opset{opset}-{precision}.onnx"
+    path = out_dir / f"{checkpoint.stem}-{digest[:16]}-opset{opset}-{precision}{'-head' if head_only else ''}.onnx"
     sidecar_path = path.with_name(path.name + ".json")
     want = {"checkpoint_sha256": digest, "opset": opset, "precision": precision, "lbi_ros": __version__,
             "torch": torch.__version__}
@@ -158,7 +158,7 @@ def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Lite
                 return path
         tmp = out_dir / f".{path.stem}.{os.getpid()}.onnx"
         try:
-            report = export_checkpoint(checkpoint, tmp, precision, opset)
+            report = export_checkpoint(checkpoint, tmp, precision, opset, head_only=head_only)
             if not report.parity_ok:
                 raise RuntimeError(f"the ONNX export of {checkpoint} does not match PyTorch: max abs errors "
                                    f"{report.max_abs_error}, tolerances {report.tolerance}")
@@ -333,3 +333,35 @@ def _create(name: str, path: Path, from_checkpoint: bool, *, cache_dir: Path, de
     from lbi_ros.runtime.tensorrt_backend import TensorRTBackend
 
     return TensorRTBackend.from_onnx(onnx_path, cache_dir, profile)
+
+
+def create_head_backend(model_path: str | Path | None, backend: str = "auto", *, cache_dir: str | Path | None = None,
+                        threads: int = 1) -> tuple[str, InferenceBackend] | None:
+    """``(tap, head)`` when ``model_path`` is a gated lifter over a BlazePose landmark-net tap, else None.
+
+    ``head`` runs the lifter on the ``tap`` map of the shared square crop (``features`` in place of
+    ``image_crop``, :mod:`lbi_ros.runtime.io_spec`), for a built-in detector whose landmark pass already
+    computed that map (:class:`~lbi_ros.pose2d.roi.SharedCrop`). It runs on the CPU: in ONNX Runtime (a
+    head-only export, cached beside the full one) when installed and ``backend`` is not ``torch``, else in
+    torch; TensorRT is not used for it (the head is ~1-2 ms a person). None also for an ONNX model file
+    (the head cannot be exported without the checkpoint).
+    """
+    from lbi_ros.checkpoint import read_checkpoint
+    from lbi_ros.model.encoder import shared_tap
+    from lbi_ros.weights import resolve_checkpoint
+
+    path = resolve_checkpoint(model_path)
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        return None
+    tap = shared_tap(read_checkpoint(path).model_config)
+    if tap is None:
+        return None
+    if backend != "torch" and unavailable_reason("onnxruntime", "cpu") is None:
+        from lbi_ros.runtime.ort_backend import OnnxRuntimeBackend
+
+        onnx_path = exported_onnx(path, Path(cache_dir or DEFAULT_CACHE_DIR).expanduser(), head_only=True)
+        return tap, OnnxRuntimeBackend(onnx_path, device="cpu", intra_op_threads=threads)
+    from lbi_ros.checkpoint import load_model
+    from lbi_ros.runtime.torch_backend import TorchBackend
+
+    return tap, TorchBackend(load_model(path)[0], "cpu", head_only=True)

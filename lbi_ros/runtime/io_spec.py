@@ -17,6 +17,11 @@ keypoints_cam      (B, J, 2)          camera-normalised ((u - cx) / fx, (v - cy)
 crop_cam           (B, 4)             crop box: [(box_cx - cx)/fx, (box_cy - cy)/fy, box_w/fx, box_h/fy]
 =================  =================  ==========================================================================
 
+A gated lifter's *head* (``build_io_spec(config, features_shape=(C, g, g))``: the lifter without its frozen
+backbone, :meth:`~lbi_ros.model.gated.GatedLBILifter.forward_features`) takes ``features`` (B, C, g, g), the
+backbone's map of the shared square crop, in place of ``image_crop``: a 2D detector that already ran that
+backbone on that crop hands its map over (:class:`~lbi_ros.pose2d.roi.SharedCrop`).
+
 Outputs:
 
 =================  =========  ================================================================================
@@ -46,6 +51,7 @@ METADATA_KEY_SPEC = "lbi_ros.io_spec"
 METADATA_KEY_CONFIG = "lbi_ros.model_config"
 
 IMAGE_CROP = "image_crop"
+FEATURES = "features"
 KEYPOINTS_CROP = "keypoints_crop"
 KEYPOINTS_CAM = "keypoints_cam"
 CROP_CAM = "crop_cam"
@@ -160,11 +166,20 @@ def _find(specs: tuple[TensorSpec, ...], name: str, kind: str) -> TensorSpec:
     raise IOSpecError(f"no {kind} named {name!r}; {kind}s are {[t.name for t in specs]}")
 
 
-def build_io_spec(config: ModelConfig, include_coarse: bool = False) -> IOSpec:
-    """The contract of the network ``config`` builds. ``include_coarse`` adds ``joints_3d_coarse``."""
+def build_io_spec(config: ModelConfig, include_coarse: bool = False,
+                  features_shape: tuple[int, int, int] | None = None) -> IOSpec:
+    """The contract of the network ``config`` builds. ``include_coarse`` adds ``joints_3d_coarse``.
+
+    ``features_shape`` (C, g, g): the contract of a gated lifter's head, ``features`` in place of ``image_crop``.
+    """
     B, J = BATCH_AXIS, config.num_joints
     inputs = []
-    if config.has_image:
+    if features_shape is not None:
+        if config.kind != "lbi_gated":
+            raise IOSpecError(f"only an 'lbi_gated' lifter runs on given features, not a {config.kind!r} one")
+        inputs.append(TensorSpec(FEATURES, "float32", (B, *map(int, features_shape)),
+                                 "the frozen backbone's map of the shared square crop"))
+    elif config.has_image:
         # lbi_gated reads the shared square person crop (lbi_ros.pose2d.roi.person_roi_from_box)
         square = config.kind == "lbi_gated"
         h, w = (config.image_size, config.image_size) if square else (config.crop_height, config.crop_width)
@@ -211,6 +226,8 @@ def example_inputs(
     if spec.has_input(IMAGE_CROP):
         shape = spec.input(IMAGE_CROP).concrete_shape(batch_size)
         feeds[IMAGE_CROP] = rng.standard_normal(shape, dtype=np.float32)
+    if spec.has_input(FEATURES):  # BlazePose taps are not normalised (|x| up to ~15)
+        feeds[FEATURES] = 5.0 * rng.standard_normal(spec.input(FEATURES).concrete_shape(batch_size), dtype=np.float32)
     centre = rng.uniform(-0.5, 0.5, (batch_size, 2))
     width = rng.uniform(0.05, 0.4, (batch_size, 1))
     size = np.concatenate([width, width * 4.0 / 3.0], axis=1)  # (B, 2)

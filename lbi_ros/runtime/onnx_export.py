@@ -4,7 +4,9 @@ Export rules (docs/method.md §5, docs/cpu_budget.md §A): the legacy TorchScrip
 attention on its plain-math path (explicit MatMul -> Softmax -> MatMul; the AFSM and PGTL need the map),
 static reshapes inside the model, only axis 0 dynamic. The graph's inputs and outputs are named and
 ordered by :func:`lbi_ros.runtime.io_spec.build_io_spec`, and the file carries that contract and the
-model config in its metadata, so a backend needs nothing but the file.
+model config in its metadata, so a backend needs nothing but the file. ``head_only`` exports a gated
+lifter's head (:meth:`~lbi_ros.model.gated.GatedLBILifter.forward_features`: ``features`` in place of
+``image_crop``, no backbone in the graph) for callers that already hold the backbone's map.
 
 onnx and onnxruntime are imported inside the functions that use them.
 """
@@ -26,6 +28,7 @@ from torch import Tensor, nn
 from lbi_ros.config import to_dict
 from lbi_ros.model.layers import Attention
 from lbi_ros.runtime.io_spec import (
+    FEATURES,
     IMAGE_CROP,
     METADATA_KEY_CONFIG,
     METADATA_KEY_SPEC,
@@ -35,6 +38,22 @@ from lbi_ros.runtime.io_spec import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def call_lifter(model: nn.Module, feeds: Any) -> Any:
+    """Run a lifter on named inputs: with ``features`` its head (``forward_features``), else ``forward``
+    (``image_crop`` None for the 2D-only lifters). Returns the model's ``LifterOutput``."""
+    feeds = dict(feeds)
+    if FEATURES in feeds:
+        return model.forward_features(**feeds)
+    feeds.setdefault(IMAGE_CROP, None)
+    return model(**feeds)
+
+
+def head_features_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(C, g, g) of the backbone map a gated lifter's head reads."""
+    grid = int(round(model.num_patches ** 0.5))
+    return int(model.feature_channels), grid, grid
 
 
 class OnnxWrapper(nn.Module):
@@ -50,9 +69,7 @@ class OnnxWrapper(nn.Module):
         self.output_names = spec.output_names
 
     def forward(self, *inputs: Tensor) -> tuple[Tensor, ...]:
-        feeds: dict[str, Tensor | None] = {IMAGE_CROP: None}
-        feeds.update(zip(self.input_names, inputs, strict=True))
-        outputs = self.model(**feeds)
+        outputs = call_lifter(self.model, zip(self.input_names, inputs, strict=True))
         return tuple(getattr(outputs, name) for name in self.output_names)
 
 
@@ -87,18 +104,21 @@ def export_onnx(
     *,
     include_coarse: bool = False,
     example_batch: int = 2,
+    head_only: bool = False,
 ) -> IOSpec:
     """Write ``model`` (a lifter with a ``config``) to ``path`` as ONNX with a dynamic batch axis.
 
     ``include_coarse`` keeps ``joints_3d_coarse`` as a graph output (off: the inference graph omits it
-    and the exporter prunes the coarse head). Returns the I/O contract the file follows.
+    and the exporter prunes the coarse head). ``head_only``: a gated lifter's head (module doc). Returns
+    the I/O contract the file follows.
     """
     import onnx
 
     config = getattr(model, "config", None)
     if config is None:
         raise TypeError("export_onnx needs a lifter built by build_model (it reads model.config)")
-    spec = build_io_spec(config, include_coarse=include_coarse)
+    spec = build_io_spec(config, include_coarse=include_coarse,
+                         features_shape=head_features_shape(model) if head_only else None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     args = tuple(torch.from_numpy(a) for a in example_inputs(spec, example_batch).values())
@@ -188,9 +208,7 @@ def check_onnx_parity(
         spec.check_inputs(feeds)
         got = spec.bind_outputs(session.run(list(spec.output_names), feeds))
         with eval_mode(model), torch.no_grad():
-            torch_feeds: dict[str, Tensor | None] = {IMAGE_CROP: None}
-            torch_feeds.update({k: torch.from_numpy(v) for k, v in feeds.items()})
-            want = model(**torch_feeds)
+            want = call_lifter(model, {k: torch.from_numpy(v) for k, v in feeds.items()})
         for name in spec.output_names:
             err = float(np.max(np.abs(getattr(want, name).numpy() - got[name])))
             log.debug("parity batch %d %s: max abs err %.3g", batch, name, err)

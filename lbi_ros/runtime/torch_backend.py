@@ -9,6 +9,7 @@ Runtime is present. On a GPU three options trade start-up time for latency, each
 * ``precision`` ``fp16``/``bf16``: autocast the forward (outputs are returned as float32).
 
 None of them exist on the CPU (they raise ``ValueError`` there): CPU speed comes from ONNX Runtime.
+``head_only``: a gated lifter's head, ``features`` in place of ``image_crop`` (:mod:`lbi_ros.runtime.io_spec`).
 The CUDA paths are **not yet run on hardware** (no GPU in this project's runs so far; their tests are
 ``gpu``-marked); the CPU path is the tested reference.
 """
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lbi_ros.runtime.io_spec import IMAGE_CROP, IOSpec, build_io_spec
+from lbi_ros.runtime.io_spec import IOSpec, build_io_spec
+from lbi_ros.runtime.onnx_export import call_lifter, head_features_shape
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class TorchBackend:
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu", *, precision: TorchPrecision = "fp32",
                  cuda_graphs: bool = False, compile: bool = False, threads: int | None = None,
-                 include_coarse: bool = False) -> None:
+                 include_coarse: bool = False, head_only: bool = False) -> None:
         config = getattr(model, "config", None)
         if config is None:
             raise TypeError("TorchBackend needs a lifter built by build_model (it reads model.config)")
@@ -62,24 +64,24 @@ class TorchBackend:
                 raise RuntimeError(reason)
         if threads is not None:
             torch.set_num_threads(threads)  # process-wide: torch has no per-module thread pool
-        self.io_spec: IOSpec = build_io_spec(config, include_coarse=include_coarse)
+        self.io_spec: IOSpec = build_io_spec(config, include_coarse=include_coarse,
+                                             features_shape=head_features_shape(model) if head_only else None)
         self.model = model.to(self.device).eval()
         self._forward_module: Any = torch.compile(self.model) if compile else self.model
         self._autocast = _AUTOCAST.get(precision)
         self._graphs: dict[int, _GraphRunner] | None = {} if cuda_graphs else None
         self.description = (f"torch {torch.__version__} {self.device} {precision}"
                             f"{' cuda-graphs' if cuda_graphs else ''}{' compiled' if compile else ''}"
+                            f"{' head only' if head_only else ''}"
                             f"{f' ({torch.get_num_threads()} threads)' if self.device.type == 'cpu' else ''}")
 
     def forward(self, inputs: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Named device tensors in, named device tensors out (no checks, no copies)."""
-        feeds: dict[str, Tensor | None] = {IMAGE_CROP: None}
-        feeds.update(inputs)
         if self._autocast is not None:
             with torch.autocast(self.device.type, dtype=self._autocast):
-                outputs = self._forward_module(**feeds)
+                outputs = call_lifter(self._forward_module, inputs)
         else:
-            outputs = self._forward_module(**feeds)
+            outputs = call_lifter(self._forward_module, inputs)
         return {name: getattr(outputs, name) for name in self.io_spec.output_names}
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
