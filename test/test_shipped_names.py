@@ -65,6 +65,19 @@ def test_bench_model_takes_a_shipped_name(name: str, tmp_path: Path) -> None:
     assert rows[0]["params"] == count_parameters(load_model(default_weights_path(name))[0])  # trained, not seed 0
 
 
+def test_bench_model_times_the_gated_head_alone(tmp_path: Path) -> None:
+    """``lbi bench model`` adds an ``onnxruntime-head`` row (features given) for the gated default only."""
+    require_module("onnxruntime")
+    out = tmp_path / "rows.json"
+    assert cli_main(["bench", "model", "--checkpoint", "default", "--checkpoint", "baseline-2d", "--backends",
+                     "onnxruntime", "--batch", "1", "2", "--iters", "2", "--warmup", "0", "--threads", "1",
+                     "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    head = [(r["model"], r["batch"]) for r in rows if r["backend"] == "onnxruntime-head"]
+    assert head == [("default", 1), ("default", 2)]
+    assert all(r["p50_ms"] > 0 for r in rows)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_build_engine_resolves_a_shipped_name(name: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """Without TensorRT it stops at the TensorRT reason, after the name resolved (a typo stops before)."""

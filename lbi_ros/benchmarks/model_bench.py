@@ -264,6 +264,36 @@ def bench_model(name: str, config: Any, variants: list[Variant], batches: list[i
         if close:
             close()
         del backend
+    if any(v.label == "onnxruntime" for v in variants):
+        rows += _head_rows(name, checkpoint, batches, threads, warmup, iters, workdir, params, reference_p50)
+    return rows
+
+
+def _head_rows(name: str, checkpoint: Path, batches: list[int], threads: int, warmup: int, iters: int,
+               workdir: Path, params: int, reference_p50: dict[tuple[str, int], float]) -> list[BenchRow]:
+    """A gated lifter's head alone in ONNX Runtime (``onnxruntime-head``: the image features given, as when the
+    built-in detector's landmark pass shares them); none for other models. Its parity with torch is a test
+    (test/test_shared_backbone.py), so ``max_abs_err`` is NaN here."""
+    from lbi_ros.runtime.factory import create_head_backend
+    from lbi_ros.runtime.io_spec import example_inputs
+
+    found = create_head_backend(checkpoint, "onnxruntime", cache_dir=workdir / "cache", threads=threads)
+    if found is None:
+        return []
+    head = found[1]
+    rows = []
+    for batch in batches:
+        per_person_ms = time_calls(partial(head.infer, example_inputs(head.io_spec, batch, seed=batch)),
+                                   warmup, iters) * 1e3 / batch
+        p50 = float(np.percentile(per_person_ms, 50))
+        rows.append(BenchRow(
+            model=name, backend="onnxruntime-head", batch=batch, params=params, gflops_per_person=float("nan"),
+            p50_ms=round(p50, 3), p99_ms=round(float(np.percentile(per_person_ms, 99)), 3),
+            p90_ms=round(float(np.percentile(per_person_ms, 90)), 3),
+            call_p50_ms=round(p50 * batch, 3), throughput_pps=round(1e3 / float(np.mean(per_person_ms)), 1),
+            peak_mem_mb=float("nan"), mem_kind="not measured",
+            speedup_vs_torch=round(reference_p50.get(("cpu", batch), float("nan")) / p50, 2),
+            device="cpu", max_abs_err=float("nan"), description="lifter head, features given (ONNX Runtime)"))
     return rows
 
 
