@@ -307,14 +307,21 @@ def stop(proc: subprocess.Popen) -> int:
 
 
 @contextlib.contextmanager
-def connected_client(proc: subprocess.Popen, log_path: Path, name: str = "lbi_bad_input_client") -> Iterator[Client]:
-    """A :class:`Client` of the started lifter ``proc``, ready; on exit the client closes, the node is
-    stopped and must have shut down cleanly (exit code 0)."""
+def client_of(proc: subprocess.Popen, log_path: Path, name: str = "lbi_bad_input_client") -> Iterator[Client]:
+    """A :class:`Client` of the started lifter ``proc`` (not yet waited for); on exit the client closes, the
+    node is stopped and must have shut down cleanly (exit code 0)."""
     client = Client(proc, log_path, name)
     try:
-        client.wait_ready()
         yield client
     finally:
         client.close()
         code = stop(proc)
     assert code == 0, f"the node did not shut down cleanly ({code}):\n{log_path.read_text()[-3000:]}"
+
+
+@contextlib.contextmanager
+def connected_client(proc: subprocess.Popen, log_path: Path, name: str = "lbi_bad_input_client") -> Iterator[Client]:
+    """:func:`client_of`, once the node is ready (diagnostics seen, subscribed, CameraInfo sent)."""
+    with client_of(proc, log_path, name) as client:
+        client.wait_ready()
+        yield client

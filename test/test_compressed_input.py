@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from .conftest import requires_ros
-from .node_harness import ROOT, SIZE, Client, assert_at, start_lifter, stop
+from .node_harness import ROOT, SIZE, Client, assert_at, client_of, start_lifter
 
 pytestmark = [pytest.mark.ros, requires_ros]
 
@@ -25,8 +25,7 @@ def compressed_client(oracle_onnx, ros_domain, ros_log_dir, tmp_path_factory):
     # the image topic is remapped, as lbi launch does: the node must subscribe to <remapped>/compressed
     proc = start_lifter(oracle_onnx, ros_domain, ros_log_dir, log_path, "image_transport:=compressed",
                         remaps=("image:=camera/image_raw",))
-    client = Client(proc, log_path, "lbi_compressed_client")
-    try:
+    with client_of(proc, log_path, "lbi_compressed_client") as client:
         client.pub_compressed = client.node.create_publisher(CompressedImage, "camera/image_raw/compressed",
                                                              qos_profile_sensor_data)
         assert client.until(lambda: client.diagnostics_seen > 0 or proc.poll() is not None, 90), "no diagnostics"
@@ -36,10 +35,6 @@ def compressed_client(oracle_onnx, ros_domain, ros_log_dir, tmp_path_factory):
         assert client.node.count_subscribers("camera/image_raw") == 0  # no raw subscription beside it
         client.camera_info()
         yield client
-    finally:
-        client.close()
-        code = stop(proc)
-    assert code == 0, f"the node did not shut down cleanly ({code}):\n{log_path.read_text()[-3000:]}"
 
 
 def send_compressed(client: Client, fmt: str = "jpeg", data: bytes | None = None) -> int:

@@ -8,6 +8,7 @@ never arrives are counted as dropped and produce nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -31,8 +32,11 @@ def weights():
     return path
 
 
-@pytest.fixture(scope="module")
-def node_io(weights, ros_domain, ros_log_dir):
+@contextlib.contextmanager
+def lifter_and_client(model, ros_domain, ros_log_dir, name: str, outputs=("skeletons", "markers", "tf")):
+    """The lifter on ``model`` (torch, every frame kept: no input-age limit, no TF rate cap, a reliable image
+    subscription) and a ready client: yields (client node, publishers, received messages by output name, plus
+    ``diagnostics``). The lifter is stopped on exit, also when start-up fails."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
@@ -43,21 +47,23 @@ def node_io(weights, ros_domain, ros_log_dir):
 
     from lbi_ros.msg import Person2DArray, Skeleton3DArray
 
-    lifter = popen_ros(["python", "-m", "lbi_ros.ros.lift_node", "--ros-args", "-p", f"model_path:={weights}",
+    lifter = popen_ros(["python", "-m", "lbi_ros.ros.lift_node", "--ros-args", "-p", f"model_path:={model}",
                         "-p", "backend:=torch", "-p", "diagnostics_period:=0.2", "-p", "max_input_age:=0.0",
                         "-p", "tf_max_rate:=0.0", "-p", "qos_overrides./image.subscription.reliability:=reliable"],
                        ros_domain, ros_log_dir)
     context = Context()
     rclpy.init(context=context)
-    node = rclpy.create_node("lbi_node_io_client", context=context)
+    node = rclpy.create_node(name, context=context)
     try:  # a failed start-up must not leave the node process running
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        got: dict[str, list] = {"skeletons": [], "markers": [], "tf": [], "diagnostics": []}
-        node.create_subscription(Skeleton3DArray, "skeletons_3d", got["skeletons"].append, reliable)
-        node.create_subscription(MarkerArray, "markers", got["markers"].append, reliable)
-        node.create_subscription(TFMessage, "/tf", got["tf"].append, QoSProfile(depth=100))
+        topics = {"skeletons": (Skeleton3DArray, "skeletons_3d", reliable),
+                  "markers": (MarkerArray, "markers", reliable), "tf": (TFMessage, "/tf", QoSProfile(depth=100))}
+        got: dict[str, list] = {key: [] for key in (*outputs, "diagnostics")}
+        for key in outputs:
+            msg_type, topic, qos = topics[key]
+            node.create_subscription(msg_type, topic, got[key].append, qos)
         node.create_subscription(DiagnosticArray, "/diagnostics", got["diagnostics"].append, 10)
-        # 1 MB images over best-effort UDP get lost on a loaded machine: this test wants every frame, so the
+        # 1 MB images over best-effort UDP get lost on a loaded machine: these tests want every frame, so the
         # image stream is reliable on both sides (the node through a QoS override, as an integrator would).
         pubs = {"image": node.create_publisher(Image, "image", reliable),
                 "info": node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
@@ -70,6 +76,12 @@ def node_io(weights, ros_domain, ros_log_dir):
         rclpy.try_shutdown(context=context)
         lifter.terminate()
         lifter.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def node_io(weights, ros_domain, ros_log_dir):
+    with lifter_and_client(weights, ros_domain, ros_log_dir, "lbi_node_io_client") as started:
+        yield started
 
 
 def publish_frame(pubs, frame, sec: int, with_image: bool = True, people: bool = True) -> None:

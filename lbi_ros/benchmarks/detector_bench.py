@@ -9,7 +9,7 @@ the medians of :attr:`PersonDetector.last_timings` are reported. Modes:
 * ``reuse``: MediaPipe's tracking: ``max_people`` = the people in the scene, so once everyone is found the
   next frames crop from the previous landmarks' ROI and skip the detector.
 
-Run: ``.venv/bin/python -m lbi_ros.benchmarks.detector_bench [--frames 30] [--json out.json]``.
+Run: ``lbi bench detector-latency [--frames 30] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -118,9 +118,3 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({"rows": rows, "machine": platform.platform()}, indent=2))
     return 0
 
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))

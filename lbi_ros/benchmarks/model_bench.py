@@ -140,6 +140,17 @@ def time_calls(fn: Callable[[], Any], warmup: int, iters: int, sync: Callable[[]
     return times
 
 
+def latency_fields(calls_s: np.ndarray, batch: int) -> dict[str, float]:
+    """Per-call times (s) of a batch -> the :class:`BenchRow` latency fields: per-person p50/p90/p99 (call time /
+    batch), the call's own p50 (ms) and persons per second (batch / mean call time)."""
+    per_person_ms = calls_s * 1e3 / batch
+    return {"p50_ms": round(float(np.percentile(per_person_ms, 50)), 3),
+            "p99_ms": round(float(np.percentile(per_person_ms, 99)), 3),
+            "p90_ms": round(float(np.percentile(per_person_ms, 90)), 3),
+            "call_p50_ms": round(float(np.percentile(calls_s * 1e3, 50)), 3),
+            "throughput_pps": round(batch / float(np.mean(calls_s)), 1)}
+
+
 def gflops_per_person(model: Any, feeds: dict[str, Any]) -> float:
     """FLOPs of one eval forward (math attention, as exported) divided by the batch size, in GFLOPs."""
     import torch
@@ -244,19 +255,14 @@ def bench_model(name: str, config: Any, variants: list[Variant], batches: list[i
         peak = 0.0
         for batch in batches:
             feeds = example_inputs(backend.io_spec, batch, seed=batch)
-            calls = time_calls(partial(backend.infer, feeds), warmup, iters, sync)
-            per_person_ms = calls * 1e3 / batch
+            latency = latency_fields(time_calls(partial(backend.infer, feeds), warmup, iters, sync), batch)
             peak = max(peak, torch.cuda.max_memory_allocated() / 1e6 if cuda else rss_mb() - rss_before)
-            p50 = float(np.percentile(per_person_ms, 50))
+            p50 = latency["p50_ms"]
             if variant.label == variant.reference:
                 reference_p50[(variant.device, batch)] = p50
             rows.append(BenchRow(
                 model=name, backend=variant.label, batch=batch, params=params, gflops_per_person=round(gflops, 4),
-                p50_ms=round(p50, 3), p99_ms=round(float(np.percentile(per_person_ms, 99)), 3),
-                p90_ms=round(float(np.percentile(per_person_ms, 90)), 3),
-                call_p50_ms=round(float(np.percentile(calls * 1e3, 50)), 3),
-                throughput_pps=round(batch / float(np.mean(calls)), 1),
-                peak_mem_mb=round(peak, 1), mem_kind="cuda_max_allocated" if cuda else "rss_delta",
+                **latency, peak_mem_mb=round(peak, 1), mem_kind="cuda_max_allocated" if cuda else "rss_delta",
                 speedup_vs_torch=round(reference_p50[(variant.device, batch)] / p50, 2),
                 device=variant.device, max_abs_err=float(f"{err:.3g}"),
                 description=getattr(backend, "description", variant.label)))
@@ -283,16 +289,12 @@ def _head_rows(name: str, checkpoint: Path, batches: list[int], threads: int, wa
     head = found[1]
     rows = []
     for batch in batches:
-        per_person_ms = time_calls(partial(head.infer, example_inputs(head.io_spec, batch, seed=batch)),
-                                   warmup, iters) * 1e3 / batch
-        p50 = float(np.percentile(per_person_ms, 50))
+        latency = latency_fields(time_calls(partial(head.infer, example_inputs(head.io_spec, batch, seed=batch)),
+                                            warmup, iters), batch)
         rows.append(BenchRow(
             model=name, backend="onnxruntime-head", batch=batch, params=params, gflops_per_person=float("nan"),
-            p50_ms=round(p50, 3), p99_ms=round(float(np.percentile(per_person_ms, 99)), 3),
-            p90_ms=round(float(np.percentile(per_person_ms, 90)), 3),
-            call_p50_ms=round(p50 * batch, 3), throughput_pps=round(1e3 / float(np.mean(per_person_ms)), 1),
-            peak_mem_mb=float("nan"), mem_kind="not measured",
-            speedup_vs_torch=round(reference_p50.get(("cpu", batch), float("nan")) / p50, 2),
+            **latency, peak_mem_mb=float("nan"), mem_kind="not measured",
+            speedup_vs_torch=round(reference_p50.get(("cpu", batch), float("nan")) / latency["p50_ms"], 2),
             device="cpu", max_abs_err=float("nan"), description="lifter head, features given (ONNX Runtime)"))
     return rows
 

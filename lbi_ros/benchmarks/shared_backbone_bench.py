@@ -15,7 +15,7 @@ lifted every person from shared features and both chains lifted the same number 
 of people lifted from shared features, and the root-relative MPJPE of both chains against the scene's ground
 truth (people matched by nearest root), over all their people and over the people both lifted (``common``).
 
-Run: ``python -m lbi_ros.benchmarks.shared_backbone_bench --checkpoint <gated ckpt> [--frames 60]``.
+Run: ``lbi bench shared-backbone --checkpoint <gated ckpt> [--frames 60]``.
 """
 
 from __future__ import annotations
@@ -139,9 +139,3 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0
 
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))

@@ -16,6 +16,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "render": ("lbi_ros.benchmarks.render_bench", "training-crop rendering throughput per core"),
     "detector": ("lbi_ros.benchmarks.detector_eval", "the built-in 2D detector on rendered held-out people: "
                  "recall, precision, 2D error, PCK@0.1"),
+    "detector-latency": ("lbi_ros.benchmarks.detector_bench",
+                         "the built-in detector's time per frame by stage, ONNX Runtime vs torch, 1-3 people"),
+    "shared-backbone": ("lbi_ros.benchmarks.shared_backbone_bench",
+                        "camera-only mode with a gated lifter: the landmark pass's features shared vs the lifter's "
+                        "own backbone, paired per frame"),
     "detector-noise": ("lbi_ros.benchmarks.detector_noise",
                        "built-in detector's 2D errors on rendered people -> fitted synthetic noise config"),
     "node": ("lbi_ros.ros.tools.node_bench", "the lifter node over DDS: overload (latency, drops) and soak (RSS, fds, queues, gaps)"),

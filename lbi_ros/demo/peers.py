@@ -113,7 +113,7 @@ def blazepose_world_poses(frames: Sequence[SceneFrame], stamps: Mapping[int, int
     """Rerun ``detector`` (a :class:`~lbi_ros.pose2d.detector.PersonDetector`, fresh) on ``frames`` in stamp
     order and map each person matched to the truth (module doc). Returns (frame index, truth id) -> (17, 3)
     root-relative camera-frame metres."""
-    from lbi_ros.pose2d.keypoint_source import mark_unseen
+    from lbi_ros.pose2d.detector import mark_unseen
     from lbi_ros.skeleton import MEDIAPIPE33
 
     out: dict[PersonKey, np.ndarray] = {}

@@ -39,8 +39,8 @@ import numpy as np
 
 from lbi_ros.evaluation.sets import EvalSet, _FrameRenderSet, choose_eval_frames, stack_samples
 from lbi_ros.geometry import project
-from lbi_ros.pose2d.detector import DetectorConfig, PersonDetector
-from lbi_ros.pose2d.keypoint_source import default_backend, mark_unseen
+from lbi_ros.pose2d.detector import DetectorConfig, PersonDetector, mark_unseen
+from lbi_ros.pose2d.keypoint_source import default_backend
 from lbi_ros.preprocess import CropBox
 from lbi_ros.render.capsule.renderer import crop_valid_region
 from lbi_ros.skeleton import map_to_h36m

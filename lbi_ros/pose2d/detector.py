@@ -42,7 +42,7 @@ quota is full (0 = never; MediaPipe's single-person graph never re-detects while
 
 Measured 2026-12-06 on this project's 2-core shared CPU (another job running: about +-15 % noise), torch
 2.13 CPU and ONNX Runtime 1.32, every library on one thread, median of 30 frames after 5 warm-up frames,
-ms per frame. Command: ``.venv/bin/python -m lbi_ros.benchmarks.detector_bench --frames 30``.
+ms per frame. Command: ``lbi bench detector-latency --frames 30``.
 ``detect`` = detector on every frame; ``reuse`` = ``max_people`` = people in view, so the landmark ROI
 is reused and the detector skipped (0/30 runs)::
 

@@ -136,7 +136,7 @@ class FrameProcessor:
                 joint_set, people, message_problems = people_from_msg(keypoints)
         except (ImageError, MessageError) as exc:
             return FrameResult(header, None, (*problems, Problem(exc.reason, str(exc))))
-        if keypoints is None:  # the detector reads the whole RGB frame
+        if keypoints is None:  # the detector reads the whole RGB frame (converting it counts as convert, not detect)
             pixels, color_order = to_rgb(pixels, color_order), "rgb"
         detected, t_detect = None, time.perf_counter()
         if keypoints is None:  # the same people a 2D detector would publish for this image

@@ -56,7 +56,7 @@ def image_to_rgb(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> np.ndarray:
     ``msg.data`` (no copy; rows strided when ``step`` is padded), the other encodings as a new array.
     """
     pixels, order = image_pixels(msg, max_side)
-    return pixels if order == "rgb" else np.ascontiguousarray(pixels[:, :, ::-1])
+    return pixels if order == "rgb" else to_rgb(pixels, order)
 
 
 def image_pixels(msg: Image, max_side: int = MAX_IMAGE_SIDE) -> tuple[np.ndarray, str]:
