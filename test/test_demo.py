@@ -83,3 +83,21 @@ def test_camera_only_demo_scores_the_peers_on_the_same_people(tmp_path):
         assert math.isfinite(peers[name]) and 0 < peers[name] < 400, peers  # mm; ~100-120 on the 10 s run
     if peers["people"] == result.metrics.people_lifted:  # the same people: LBI's number is the demo's MPJPE
         assert peers["lbi"] == pytest.approx(result.metrics.mpjpe_mm)
+
+
+def test_the_recorder_times_outputs_at_dds_reception_not_at_its_callback():
+    """The recorder also writes the MCAP file: a callback that runs late must not count as the lifter's
+    latency, so the receive time is the reader's reception stamp from rclpy's MessageInfo."""
+    import time
+
+    from lbi_ros.msg import Skeleton3D, Skeleton3DArray
+    from lbi_ros.ros.tools.demo import _skeletons
+
+    msg = Skeleton3DArray()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 100, 5
+    msg.skeletons = [Skeleton3D(id="a")]
+    received = _skeletons(msg, {"received_timestamp": 100_000_000_123, "source_timestamp": 1})
+    assert received.stamp_ns == 100_000_000_005
+    assert received.received_ns == 100_000_000_123  # not time.time_ns(), which is ~now
+    assert abs(received.received_ns - time.time_ns()) > 10**9
+    assert list(received.people) == ["a"] and received.people["a"].shape == (0,)

@@ -68,12 +68,15 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> int:
     return proc.returncode
 
 
-def _skeletons(msg) -> ReceivedSkeletons:
+def _skeletons(msg, info) -> ReceivedSkeletons:
+    """``info``: rclpy's MessageInfo. Its ``received_timestamp`` is when Fast DDS put the sample in this
+    process's reader (wall clock, ns, as the image stamp), not when this single-threaded recorder got round
+    to the callback: the recorder also writes the MCAP file, and its own busy moments must not be measured
+    as the lifter's or the relay's latency."""
     from lbi_ros.ros.messages import stamp_ns
 
-    stamp = stamp_ns(msg.header)
     people = {s.id: np.array([[p.x, p.y, p.z] for p in s.positions]) for s in msg.skeletons}
-    return ReceivedSkeletons(stamp, time.time_ns(), people)
+    return ReceivedSkeletons(stamp_ns(msg.header), int(info["received_timestamp"]), people)
 
 
 def node_deviations(backend: str, model_path: str) -> list[str]:
@@ -180,9 +183,9 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
     mcap = None
     stamps_path = out / "stamps.json"
     try:
-        recorder.create_subscription(Skeleton3DArray, "skeletons_3d", lambda m: received.append(_skeletons(m)),
+        recorder.create_subscription(Skeleton3DArray, "skeletons_3d", lambda m, info: received.append(_skeletons(m, info)),
                                      reliable)
-        recorder.create_subscription(Skeleton3DArray, "relay/skeletons_3d", lambda m: relayed.append(_skeletons(m)),
+        recorder.create_subscription(Skeleton3DArray, "relay/skeletons_3d", lambda m, info: relayed.append(_skeletons(m, info)),
                                      reliable)
         recorder.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         if keypoints == "builtin":  # the node's own 2D people, scored against the truth
