@@ -117,9 +117,10 @@ class LiftingPipeline:
             return FrameLift((), tuple(problems), timings)
         keypoints = np.stack([p.keypoints_px for p in checked.people]).astype(np.float32)  # (P, J_src, 3)
         boxes, features = self._shared(checked.people, shared if lens is None else None)
+        reads_image = self.backend.io_spec.has_input(IMAGE_CROP)  # a 2D-only lifter: no crop is cut at all
         batch = prepare_inputs(image_rgb, keypoints, intrinsics, self.crop, joint_set=joint_set, lens=lens,
                                color_order=color_order, square_size=self.square_size, given_boxes=boxes,
-                               cut=[p not in features for p in range(len(keypoints))])
+                               cut=[reads_image and p not in features for p in range(len(keypoints))])
         t1 = time.perf_counter()
         timings["crop"] = (t1 - t0) * 1e3
         if batch.inputs is None:

@@ -105,3 +105,18 @@ def test_implausibly_far_person_is_not_published(pipeline):
     strict = LiftingPipeline(pipeline.backend, max_root_depth_m=1.0)
     result = strict.lift(np.zeros((480, 640, 3), np.uint8), INTR, [person_at("a", [0, 0, 4])])
     assert result.people == () and [p.key for p in result.problems] == ["implausible_depth"]
+
+
+def test_crops_are_cut_only_for_a_model_that_reads_the_image(pipeline, monkeypatch):
+    """A 2D-only lifter has no ``image_crop`` input: cutting and normalising crops for it is wasted time
+    (about 0.5 ms a person here); the LBI needs one crop per person."""
+    import lbi_ros.preprocess as preprocess
+
+    cuts = []
+    warp = preprocess.warp_crop
+    monkeypatch.setattr(preprocess, "warp_crop", lambda *a, **k: cuts.append(1) or warp(*a, **k))
+    image = np.random.default_rng(1).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    people = [person_at("a", [-0.8, 0.0, 4.0]), person_at("b", [0.9, 0.1, 6.0])]
+    result = pipeline.lift(image, INTR, people)
+    reads_image = pipeline.backend.io_spec.has_input("image_crop")
+    assert len(cuts) == (2 if reads_image else 0) and len(result.people) == 2
