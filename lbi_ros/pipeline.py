@@ -33,7 +33,7 @@ from lbi_ros.lens import LensDistortion
 from lbi_ros.pose2d.roi import SharedCrop
 from lbi_ros.preprocess import CropBox, CropConfig, ModelInputs, prepare_inputs
 from lbi_ros.runtime.backend import InferenceBackend
-from lbi_ros.runtime.io_spec import FEATURES, IMAGE_CROP, JOINTS_3D, JOINTS_LOGVAR, IOSpec
+from lbi_ros.runtime.io_spec import FEATURES, IMAGE_CROP, JOINTS_3D, JOINTS_LOGVAR, square_input_size
 from lbi_ros.skeleton import H36M17, ROOT_INDEX
 
 # People are placed no farther than this (m): a lifted pose that only fits the 2D at a larger depth is
@@ -210,15 +210,6 @@ class LiftingPipeline:
                 reprojection_error_px=float(root.reprojection_error_px[b]),
             ))
         return lifted
-
-
-def square_input_size(io_spec: IOSpec, crop: CropConfig) -> int | None:
-    """N when the model reads an N x N image that is not the box crop: the shared square person crop
-    (``lbi_gated``, :func:`lbi_ros.preprocess.square_box`); None for the box crop or no image."""
-    if not io_spec.has_input(IMAGE_CROP):
-        return None
-    h, w = io_spec.input(IMAGE_CROP).shape[2:]
-    return int(h) if h == w and (h, w) != (crop.height, crop.width) else None
 
 
 def _checked_head(head: InferenceBackend, backend: InferenceBackend) -> InferenceBackend:

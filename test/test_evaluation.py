@@ -216,6 +216,22 @@ def test_eval_cli_and_report(tmp_path: Path) -> None:
     assert json.loads(out_json.read_text())["mpjpe_mm"] == first["mpjpe_mm"]  # same fixed-seed set
 
 
+def test_eval_cli_scores_the_deployed_graph_like_the_torch_model(tmp_path: Path) -> None:
+    """``--runtime onnxruntime``: the same samples through ONNX Runtime (fp32) give the torch metrics."""
+    cache = write_cache(tmp_path / "cache")
+    torch.manual_seed(0)
+    config = ModelConfig(dim=32, num_heads=2, depth_stage1=2, pgtl_layer=0, depth_stage2=1)
+    ckpt = save_checkpoint(tmp_path / "m.safetensors", build_model(config), config)
+    scored = {}
+    for runtime in ("torch", "onnxruntime"):
+        out = tmp_path / f"{runtime}.json"
+        assert cli_main(["eval", str(ckpt), "--data", str(cache), "--num-samples", "6", "--latency-repeats", "0",
+                         "--runtime", runtime, "--json", str(out)]) == 0
+        scored[runtime] = json.loads(out.read_text())
+    assert scored["onnxruntime"]["runtime"] == "onnxruntime" and scored["onnxruntime"]["params"] > 0
+    assert scored["onnxruntime"]["mpjpe_mm"] == pytest.approx(scored["torch"]["mpjpe_mm"], abs=1e-3)
+
+
 def test_evaluate_model_matches_compute_metrics(tmp_path: Path) -> None:
     eval_set = rendered_eval_set("", None, 4, seed=0)
     torch.manual_seed(0)

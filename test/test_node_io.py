@@ -33,10 +33,11 @@ def weights():
 
 
 @contextlib.contextmanager
-def lifter_and_client(model, ros_domain, ros_log_dir, name: str, outputs=("skeletons", "markers", "tf")):
-    """The lifter on ``model`` (torch, every frame kept: no input-age limit, no TF rate cap, a reliable image
-    subscription) and a ready client: yields (client node, publishers, received messages by output name, plus
-    ``diagnostics``). The lifter is stopped on exit, also when start-up fails."""
+def lifter_and_client(model, ros_domain, ros_log_dir, name: str, outputs=("skeletons", "markers", "tf"),
+                      backend: str = "torch", params: tuple[str, ...] = ()):
+    """The lifter on ``model`` (``backend``, every frame kept: no input-age limit, no TF rate cap, a reliable image
+    subscription; ``params``: more ``name:=value``) and a ready client: yields (client node, publishers, received
+    messages by output name, plus ``diagnostics``). The lifter is stopped on exit, also when start-up fails."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.context import Context
@@ -48,9 +49,9 @@ def lifter_and_client(model, ros_domain, ros_log_dir, name: str, outputs=("skele
     from lbi_ros.msg import Person2DArray, Skeleton3DArray
 
     lifter = popen_ros(["python", "-m", "lbi_ros.ros.lift_node", "--ros-args", "-p", f"model_path:={model}",
-                        "-p", "backend:=torch", "-p", "diagnostics_period:=0.2", "-p", "max_input_age:=0.0",
-                        "-p", "tf_max_rate:=0.0", "-p", "qos_overrides./image.subscription.reliability:=reliable"],
-                       ros_domain, ros_log_dir)
+                        "-p", f"backend:={backend}", "-p", "diagnostics_period:=0.2", "-p", "max_input_age:=0.0",
+                        "-p", "tf_max_rate:=0.0", "-p", "qos_overrides./image.subscription.reliability:=reliable",
+                        *(arg for param in params for arg in ("-p", param))], ros_domain, ros_log_dir)
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node(name, context=context)
@@ -119,14 +120,15 @@ def publish_until_lifted(node, pubs, got, frame, timeout_s: float, first_sec: in
     raise AssertionError(f"no skeletons for the frame; node counters: {latest_counters(got['diagnostics'])}")
 
 
-def assert_matches_pipeline(msg, frame, weights, atol_m: float = 1e-4) -> None:
-    """``msg`` holds what ``LiftingPipeline`` gives for ``frame`` with ``weights`` (torch), person by person."""
+def assert_matches_pipeline(msg, frame, weights, atol_m: float = 1e-4, backend: str = "torch", **options) -> None:
+    """``msg`` holds what ``LiftingPipeline`` gives for ``frame`` with ``weights`` (``backend``, ``options`` for
+    ``create_backend``), person by person."""
     from lbi_ros.demo.scene import INTRINSICS
     from lbi_ros.input_checks import PersonKeypoints
     from lbi_ros.pipeline import LiftingPipeline
     from lbi_ros.runtime.factory import create_backend
 
-    expected = LiftingPipeline(create_backend(weights, "torch")).lift(
+    expected = LiftingPipeline(create_backend(weights, backend, **options)).lift(
         frame.image_rgb, INTRINSICS, [PersonKeypoints(pid, 0.9, kp.astype(np.float64))
                                       for pid, kp in zip(frame.person_ids, frame.keypoints_px, strict=True)],
         "h36m17")

@@ -159,3 +159,4 @@ def test_lift_yaml_matches_the_declared_parameters():
     assert all(check_value(k, v) is None for k, v in values.items())
     assert "outside" in check_value("max_people", 0) and "unknown" in check_value("backend", "cuda")
     assert "must be a bool" in check_value("publish_tf", 1)
+    assert check_value("precision", "int8") is None and "unknown" in check_value("precision", "int4")

@@ -127,6 +127,8 @@ def test_factory_errors_at_start_up(checkpoints: dict[str, Path], tmp_path: Path
     with pytest.raises(ValueError, match="must be a"):
         create_backend(wrong)
     with pytest.raises(ValueError, match="precision"):
+        create_backend(checkpoints["lift2d"], "torch", precision="int4")
+    with pytest.raises(ValueError, match="int8 is an option of onnxruntime only"):  # the int8 backbone: ORT CPU only
         create_backend(checkpoints["lift2d"], "torch", precision="int8")
     with pytest.raises(ValueError, match="device"):
         create_backend(checkpoints["lift2d"], "torch", device="tpu")

@@ -16,9 +16,9 @@ require_module("onnxruntime")
 from lbi_ros.checkpoint import CheckpointError, load_model, save_checkpoint  # noqa: E402
 from lbi_ros.model import ModelConfig, build_model  # noqa: E402
 from lbi_ros.runtime.factory import export_checkpoint  # noqa: E402
-from lbi_ros.runtime.fp16 import FP16_TOLERANCE, fp16_available, model_precision  # noqa: E402
 from lbi_ros.runtime.io_spec import build_io_spec  # noqa: E402
 from lbi_ros.runtime.ort_backend import OnnxRuntimeBackend  # noqa: E402
+from lbi_ros.runtime.precision import FP16_TOLERANCE, fp16_available, model_precision  # noqa: E402
 from lbi_ros.runtime.trt_check import import_tensorrt_rtx  # noqa: E402
 
 
@@ -80,3 +80,40 @@ def test_truncated_checkpoint_is_rejected(checkpoint: Path, tmp_path: Path) -> N
     with pytest.raises(CheckpointError, match="not a readable safetensors checkpoint"):
         export_checkpoint(broken, tmp_path / "broken.onnx")
 
+
+
+def test_int8_export_quantizes_only_the_image_backbone(tmp_path: Path) -> None:
+    """The shipped LBI's backbone in int8: the same I/O contract, int8 only under /model/backbone/, and within
+    INT8_TOLERANCE of PyTorch fp32 (mean abs) on held-out real crops of the demo scene."""
+    from lbi_ros.runtime.precision import INT8_TOLERANCE, int8_available
+    from lbi_ros.weights import default_weights_path
+
+    require(int8_available() is None, f"int8 quantizer unavailable: {int8_available()}")
+    require(default_weights_path("default").is_file(), "shipped default weights are not in this checkout")
+    report = export_checkpoint(default_weights_path("default"), tmp_path / "int8.onnx", "int8")
+    assert report.parity_ok and report.precision == "int8", report.max_abs_error
+    assert report.max_abs_error["joints_3d"] > 0  # quantized for real: not the fp32 graph under another name
+    assert report.tolerance == {k: INT8_TOLERANCE[k] for k in report.max_abs_error}
+    proto = onnx.load(str(tmp_path / "int8.onnx"))
+    assert model_precision(proto) == "int8"
+    quant_nodes = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(quant_nodes) > 45  # every backbone conv's weights and activations
+    weights = {t.name for t in proto.graph.initializer}
+    quantized_weights = [n.input[0] for n in quant_nodes if n.input[0] in weights]
+    in_backbone = ("backbone", "image_crop")  # backbone weights, constants and activations; the image it reads
+    assert quantized_weights and all(any(k in w for k in in_backbone) for w in quantized_weights)
+    assert all(any(k in n.name for k in in_backbone) for n in quant_nodes)  # the head's weights stay fp32
+    backend = OnnxRuntimeBackend(tmp_path / "int8.onnx")
+    fp32 = export_checkpoint(default_weights_path("default"), tmp_path / "fp32.onnx")
+    assert backend.io_spec == OnnxRuntimeBackend(fp32.onnx_path).io_spec  # the node feeds both the same arrays
+
+
+def test_int8_is_refused_where_it_cannot_apply(tmp_path: Path) -> None:
+    from lbi_ros.runtime.factory import create_backend
+    from lbi_ros.weights import default_weights_path
+
+    require(default_weights_path("baseline-2d").is_file(), "shipped weights are not in this checkout")
+    with pytest.raises(ValueError, match="no image backbone"):  # the 2D-only lifter reads no image
+        export_checkpoint(default_weights_path("baseline-2d"), tmp_path / "b.onnx", "int8")
+    with pytest.raises(ValueError, match="option of onnxruntime only"):
+        create_backend("default", "torch", precision="int8", cache_dir=tmp_path)

@@ -18,8 +18,8 @@ require_module("onnxruntime")
 
 from lbi_ros.model import ModelConfig, build_model  # noqa: E402
 from lbi_ros.runtime.engine_cache import BatchProfile  # noqa: E402
-from lbi_ros.runtime.fp16 import convert_to_fp16, fp16_available  # noqa: E402
 from lbi_ros.runtime.onnx_export import export_onnx  # noqa: E402
+from lbi_ros.runtime.precision import convert_to_fp16, fp16_available  # noqa: E402
 from lbi_ros.runtime.trt_check import check_tensorrt_support, import_tensorrt_rtx  # noqa: E402
 
 RTX, RTX_REASON = import_tensorrt_rtx()

@@ -11,6 +11,8 @@ variant                what
 =====================  ===========================================================================
 torch                  PyTorch eager, CPU, ``threads`` threads (the reference on the CPU)
 onnxruntime            ONNX Runtime CPU EP, ``threads`` intra-op threads, spinning off
+onnxruntime-int8       same, the image backbone in int8 (:mod:`lbi_ros.runtime.precision`; models that read
+                       the image; ``max_abs_err`` is then the *mean* abs error on held-out demo-scene crops)
 torch-cuda             PyTorch eager on CUDA (the reference on the GPU)
 torch-cuda-graphs      same, one CUDA graph per batch size
 torch-cuda-fp16/bf16   same, autocast
@@ -72,6 +74,7 @@ class Variant:
 VARIANTS: tuple[Variant, ...] = (
     Variant("torch", "torch", "cpu"),
     Variant("onnxruntime", "onnxruntime", "cpu"),
+    Variant("onnxruntime-int8", "onnxruntime", "cpu", {"precision": "int8"}),
     Variant("torch-cuda", "torch", "cuda"),
     Variant("torch-cuda-graphs", "torch", "cuda", {"cuda_graphs": True}),
     Variant("torch-cuda-fp16", "torch", "cuda", {"precision": "fp16"}),
@@ -250,7 +253,13 @@ def bench_model(name: str, config: Any, variants: list[Variant], batches: list[i
             log.warning("%s: %s failed to start: %s", name, variant.label, exc)
             skipped[variant.label] = f"failed to start: {exc}"
             continue
-        err = max(parity_errors(backend, model, batch_sizes=batches[:1] + batches[-1:]).values())
+        check = None  # int8 changes the image features: its error is a mean over real crops, not random inputs
+        if variant.options.get("precision") == "int8":
+            from lbi_ros.demo.calibration import check_feeds
+
+            check = check_feeds(backend.io_spec)
+        err = max(parity_errors(backend, model, batch_sizes=batches[:1] + batches[-1:], feeds=check,
+                                reduce="mean" if check else "max").values())
         sync = torch.cuda.synchronize if cuda else None
         peak = 0.0
         for batch in batches:

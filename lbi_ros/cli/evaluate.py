@@ -46,6 +46,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", choices=("real", "shuffled", "blank"), default="real",
                         help="also score with each sample given another sample's crop (shuffled) or a grey crop "
                              "(blank), and report the MPJPE increase (reliance on the image)")
+    parser.add_argument("--runtime", choices=("torch", "onnxruntime", "onnxruntime-int8"), default="torch",
+                        help="score the PyTorch model (default) or its deployed graph in ONNX Runtime on the CPU, "
+                             "fp32 or with the int8 image backbone (lbi_ros.runtime.precision), as the node runs it")
     parser.add_argument("--json", default=None, help="write the metrics JSON here")
     parser.add_argument("--out", default=None, help="folder for report.md/report.json and plots")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -98,13 +101,21 @@ def _evaluate(args: argparse.Namespace) -> int:
             eval_set = square_eval_set(args.data, split, args.num_samples, args.seed, data=data)
         else:
             eval_set = rendered_eval_set(args.data, split, args.num_samples, args.seed, data=data)
+    params = count_parameters(model)
+    if args.runtime != "torch":  # the same samples and metrics, through the deployed graph
+        from lbi_ros.evaluation.core import BackendLifter
+        from lbi_ros.runtime.factory import create_backend
+
+        model = BackendLifter(create_backend(path, "onnxruntime", device="cpu",
+                                             precision="int8" if args.runtime.endswith("int8") else "fp32"))
     with torch.inference_mode():
         metrics, predicted = evaluate_model(model, eval_set, output=args.output)
         if args.latency_repeats > 0:
             metrics["latency_ms_batch1"] = latency_ms(model, eval_set, args.latency_repeats)
     metrics["checkpoint"] = str(path)
+    metrics["runtime"] = args.runtime
     metrics["model_kind"] = ckpt.model_config.kind
-    metrics["params"] = count_parameters(model)
+    metrics["params"] = params
     if args.images != "real":
         metrics.update(_image_reliance(model, eval_set, args.images, args.output, metrics["mpjpe_mm"]))
     if detected is not None:

@@ -37,6 +37,24 @@ Output = Literal["refined", "coarse"]
 AZIMUTH_BIN_DEG = 30
 
 
+class BackendLifter(torch.nn.Module):
+    """A deployed graph (an :class:`~lbi_ros.runtime.backend.InferenceBackend`: ONNX Runtime, TensorRT) behind
+    the lifter's call signature, so ``lbi eval --runtime`` scores it with the same :func:`predict` and metrics as
+    the PyTorch model: tensors in, numpy through ``backend.infer`` (as the node calls it), tensors out."""
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__()
+        self.backend = backend
+
+    def forward(self, **feeds: torch.Tensor) -> Any:
+        from lbi_ros.model.lifter import LifterOutput
+
+        names = self.backend.io_spec.input_names
+        out = self.backend.infer({k: v.cpu().numpy() for k, v in feeds.items() if k in names})
+        return LifterOutput(torch.from_numpy(out["joints_3d"]), torch.from_numpy(out["joints_logvar"]),
+                            torch.from_numpy(out["joints_3d_coarse"]) if "joints_3d_coarse" in out else None)
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 

@@ -106,7 +106,7 @@ class LifterNode(Node):
         p = self.params
         model, cache = p.model_path or None, p.engine_cache_dir or None
         if primary is None:
-            primary = create_backend(model, p.backend, cache_dir=cache)
+            primary = create_backend(model, p.backend, cache_dir=cache, precision=p.precision)
         fallbacks = [(name, lambda name=name: create_backend(model, name, cache_dir=cache))
                      for name in p.fallback_backends]
         self.health.info.update(backend=primary.name, model=str(p.model_path or "default weights"),

@@ -296,7 +296,7 @@ def build_serialized_engine(trt: Any, onnx_path: str | Path, profile: BatchProfi
     """Parse ``onnx_path`` and build a strongly typed engine with one batch profile.
 
     Strongly typed: the ONNX graph's own types decide the precision (an fp16 graph from
-    :mod:`lbi_ros.runtime.fp16` builds an fp16 engine), as TensorRT 11 requires and 10.x accepts.
+    :mod:`lbi_ros.runtime.precision` builds an fp16 engine), as TensorRT 11 requires and 10.x accepts.
     ``timing_cache``: bytes of a previous timing cache (``b""`` starts one; None: no timing cache).
     Returns ``(engine bytes, updated timing cache bytes or None)``.
     """

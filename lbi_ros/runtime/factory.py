@@ -45,6 +45,8 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 DEFAULT_CACHE_DIR = Path("~/.cache/lbi_ros/engines")
 DEFAULT_OPSET = 18
 """JetPack 6's TensorRT 10.3 reads ONNX opset <= 20; 18 has LayerNormalization and works everywhere."""
+PRECISION_BACKEND = {"bf16": "torch", "int8": "onnxruntime"}
+"""Precisions only one backend runs: bf16 autocast (torch on CUDA), the int8 backbone (ONNX Runtime CPU)."""
 CHECKPOINT_SUFFIXES = (".safetensors",)
 ONNX_SUFFIXES = (".onnx",)
 
@@ -62,19 +64,22 @@ def reference_outputs(model: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, 
 
 
 def parity_errors(backend: InferenceBackend, model: Any, batch_sizes: Sequence[int] = (1, 5),
-                  seed: int = 0) -> dict[str, float]:
-    """Max abs difference per output name between ``backend`` and PyTorch on the same example inputs."""
-    errors: dict[str, float] = {}
-    for i, batch in enumerate(batch_sizes):
-        feeds = example_inputs(backend.io_spec, batch, seed=seed + i)
-        got = backend.infer(feeds)
-        want = reference_outputs(model, feeds)
+                  seed: int = 0, feeds: Sequence[Mapping[str, np.ndarray]] | None = None,
+                  reduce: Literal["max", "mean"] = "max") -> dict[str, float]:
+    """Max (or mean) abs difference per output name between ``backend`` and PyTorch on the same inputs:
+    seeded example inputs of ``batch_sizes``, or the given ``feeds`` (real crops, for the int8 check)."""
+    batches = list(feeds) if feeds is not None else [example_inputs(backend.io_spec, b, seed=seed + i)
+                                                      for i, b in enumerate(batch_sizes)]
+    diffs: dict[str, list[np.ndarray]] = {}
+    for batch in batches:
+        got = backend.infer(batch)
+        want = reference_outputs(model, batch)
         for name in backend.io_spec.output_names:
             if got[name].shape != want[name].shape:
                 raise AssertionError(f"{backend.name} {name}: shape {got[name].shape}, PyTorch {want[name].shape}")
-            err = float(np.max(np.abs(got[name].astype(np.float64) - want[name])))
-            errors[name] = max(errors.get(name, 0.0), err)
-    return errors
+            diffs.setdefault(name, []).append(np.abs(got[name].astype(np.float64) - want[name]).ravel())
+    pool = np.max if reduce == "max" else np.mean
+    return {name: float(pool(np.concatenate(d))) for name, d in diffs.items()}
 
 
 # -- export ------------------------------------------------------------------------------------------------
@@ -86,7 +91,8 @@ class ExportReport:
     opset: int
     num_nodes: int
     max_abs_error: dict[str, float]
-    """Per output, ONNX Runtime CPU vs PyTorch fp32 (metres for joints)."""
+    """Per output, ONNX Runtime CPU vs PyTorch fp32 (metres for joints); for int8 the *mean* abs error over
+    held-out real crops (:func:`lbi_ros.demo.calibration.check_feeds`)."""
     tolerance: dict[str, float]
 
     @property
@@ -94,44 +100,59 @@ class ExportReport:
         return all(self.max_abs_error[k] <= self.tolerance[k] for k in self.max_abs_error)
 
 
-def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: Literal["fp32", "fp16"] = "fp32",
+def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: Literal["fp32", "fp16", "int8"] = "fp32",
                       opset: int = DEFAULT_OPSET, include_coarse: bool = False,
                       batch_sizes: Sequence[int] = (1, 5), head_only: bool = False) -> ExportReport:
     """Export the checkpoint's lifter to ``onnx_path`` (fp16: converted graph, I/O float32) and report
-    its parity with PyTorch under ONNX Runtime CPU. ``head_only``: a gated lifter's head (features in)."""
+    its parity with PyTorch under ONNX Runtime CPU. ``head_only``: a gated lifter's head (features in).
+    ``int8``: the image backbone quantized (:func:`lbi_ros.runtime.precision.quantize_backbone`), calibrated and
+    checked on the demo scene's person crops (:mod:`lbi_ros.demo.calibration`)."""
     import onnx
 
     from lbi_ros.checkpoint import load_model
-    from lbi_ros.runtime.fp16 import convert_to_fp16, fp16_available, tolerance
     from lbi_ros.runtime.onnx_export import export_onnx
     from lbi_ros.runtime.ort_backend import OnnxRuntimeBackend
+    from lbi_ros.runtime.precision import (
+        convert_to_fp16,
+        fp16_available,
+        int8_available,
+        quantize_backbone,
+        tolerance,
+    )
 
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
-    if precision == "fp16" and (reason := fp16_available()):
-        raise RuntimeError(f"fp16 export unavailable: {reason}")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
+    if reason := {"fp16": fp16_available, "int8": int8_available}.get(precision, lambda: None)():
+        raise RuntimeError(f"{precision} export unavailable: {reason}")
     model, _ = load_model(checkpoint)
     onnx_path = Path(onnx_path)
+    check = None
     if precision == "fp32":
         spec = export_onnx(model, onnx_path, opset=opset, include_coarse=include_coarse, head_only=head_only)
     else:
         fp32_path = onnx_path.with_name(onnx_path.stem + ".fp32.tmp.onnx")
         try:
             spec = export_onnx(model, fp32_path, opset=opset, include_coarse=include_coarse, head_only=head_only)
-            convert_to_fp16(fp32_path, onnx_path)
+            if precision == "fp16":
+                convert_to_fp16(fp32_path, onnx_path)
+            else:
+                from lbi_ros.demo.calibration import calibration_feeds, check_feeds
+
+                quantize_backbone(fp32_path, onnx_path, calibration_feeds(spec))
+                check = check_feeds(spec)
         finally:
             fp32_path.unlink(missing_ok=True)
     backend = OnnxRuntimeBackend(onnx_path, device="cpu", intra_op_threads=1)
-    errors = parity_errors(backend, model, batch_sizes)
+    errors = parity_errors(backend, model, batch_sizes, feeds=check, reduce="mean" if check else "max")
     num_nodes = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
     report = ExportReport(onnx_path, spec, precision, opset, num_nodes, errors,
                           {name: tolerance(precision, name) for name in errors})
-    log.info("exported %s -> %s (%s, opset %d): max abs err %s", checkpoint, onnx_path, precision, opset,
+    log.info("exported %s -> %s (%s, opset %d): error vs PyTorch %s", checkpoint, onnx_path, precision, opset,
              {k: f"{v:.2e}" for k, v in errors.items()})
     return report
 
 
-def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Literal["fp32", "fp16"] = "fp32",
+def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Literal["fp32", "fp16", "int8"] = "fp32",
                   opset: int = DEFAULT_OPSET, head_only: bool = False) -> Path:
     """The checkpoint's ONNX export in ``<cache_dir>/onnx``, exported (and parity-checked) on first use.
     ``head_only``: its head alone (:func:`create_head_backend`), cached beside it as ``...-head.onnx``.
@@ -174,7 +195,7 @@ def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Lite
 
 def onnx_with_precision(onnx_path: str | Path, precision: str, cache_dir: str | Path) -> Path:
     """``onnx_path`` itself if it has ``precision``, else its cached fp16 conversion (fp32 -> fp16 only)."""
-    from lbi_ros.runtime.fp16 import convert_to_fp16, fp16_available
+    from lbi_ros.runtime.precision import convert_to_fp16, fp16_available
     from lbi_ros.runtime.tensorrt_backend import read_onnx_contract
 
     onnx_path = Path(onnx_path)
@@ -263,8 +284,8 @@ def create_backend(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
-    if precision not in (None, "fp32", "fp16", "bf16"):
-        raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+    if precision not in (None, "fp32", "fp16", "bf16", "int8"):
+        raise ValueError(f"precision must be fp32, fp16, bf16 or int8, got {precision!r}")
     from lbi_ros.weights import resolve_checkpoint
 
     path = resolve_checkpoint(model_path)
@@ -286,8 +307,8 @@ def create_backend(
     candidates = [n for n in AUTO_ORDER if n != "torch" or from_checkpoint]
     for name in candidates:
         reason = unavailable_reason(name, device, from_checkpoint)
-        if reason is None and precision == "bf16" and name != "torch":
-            reason = "bf16 is a torch-only option"
+        if reason is None and precision in ("bf16", "int8") and name != PRECISION_BACKEND[precision]:
+            reason = f"{precision} is an option of {PRECISION_BACKEND[precision]} only"
         if reason:
             passed_over[name] = reason
             continue
@@ -309,6 +330,10 @@ def create_backend(
 def _create(name: str, path: Path, from_checkpoint: bool, *, cache_dir: Path, device: str, precision: str | None,
             profile: BatchProfile, threads: int, allow_spinning: bool, cuda_graphs: bool, compile: bool,
             opset: int) -> InferenceBackend:
+    if precision in ("bf16", "int8") and name != PRECISION_BACKEND[precision]:
+        raise ValueError(f"{precision} is an option of {PRECISION_BACKEND[precision]} only; {name} takes fp32 or fp16")
+    if precision == "int8" and resolve_device(device) != "cpu":
+        raise ValueError("int8 (the quantized image backbone) is an ONNX Runtime CPU option")
     if name == "torch":
         from lbi_ros.checkpoint import load_model
         from lbi_ros.runtime.torch_backend import TorchBackend
@@ -319,8 +344,6 @@ def _create(name: str, path: Path, from_checkpoint: bool, *, cache_dir: Path, de
                             cuda_graphs=cuda_graphs, compile=compile, threads=threads if torch_device == "cpu" else None)
     if cuda_graphs or compile:
         raise ValueError(f"cuda_graphs/compile are torch options; backend {name!r} does not take them")
-    if precision == "bf16":
-        raise ValueError(f"bf16 is a torch-only option; {name} takes fp32 or fp16")
     if from_checkpoint:
         onnx_path = exported_onnx(path, cache_dir, precision or "fp32", opset)  # type: ignore[arg-type]
     else:

@@ -40,11 +40,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lbi_ros.model.config import ModelConfig
+
+if TYPE_CHECKING:
+    from lbi_ros.preprocess import CropConfig
 
 BATCH_AXIS = "batch"
 METADATA_KEY_SPEC = "lbi_ros.io_spec"
@@ -242,3 +245,12 @@ def example_inputs(
     feeds[KEYPOINTS_CAM] = cam.astype(np.float32)
     feeds[CROP_CAM] = np.concatenate([centre, size], axis=1).astype(np.float32)
     return {name: feeds[name] for name in spec.input_names}
+
+
+def square_input_size(io_spec: IOSpec, crop: CropConfig) -> int | None:
+    """N when the model reads an N x N image that is not the box crop: the shared square person crop
+    (``lbi_gated``, :func:`lbi_ros.preprocess.square_box`); None for the box crop or no image."""
+    if not io_spec.has_input(IMAGE_CROP):
+        return None
+    h, w = io_spec.input(IMAGE_CROP).shape[2:]
+    return int(h) if h == w and (h, w) != (crop.height, crop.width) else None

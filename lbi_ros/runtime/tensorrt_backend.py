@@ -69,7 +69,7 @@ def read_onnx_contract(onnx_path: str | Path) -> tuple[IOSpec, str]:
     """The I/O contract and precision (``fp32``/``fp16``) an lbi_ros ONNX file carries in its metadata."""
     import onnx
 
-    from lbi_ros.runtime.fp16 import model_precision
+    from lbi_ros.runtime.precision import model_precision
 
     proto = onnx.load(str(onnx_path), load_external_data=False)
     metadata = {p.key: p.value for p in proto.metadata_props}
