@@ -101,3 +101,11 @@ def test_the_recorder_times_outputs_at_dds_reception_not_at_its_callback():
     assert received.received_ns == 100_000_000_123  # not time.time_ns(), which is ~now
     assert abs(received.received_ns - time.time_ns()) > 10**9
     assert list(received.people) == ["a"] and received.people["a"].shape == (0,)
+
+
+def test_every_option_the_demo_passes_the_node_is_a_listed_deviation():
+    from lbi_ros.ros.tools.demo import node_deviations
+
+    assert node_deviations("auto", "") == []
+    assert node_deviations("onnxruntime", "baseline-2d", "int8") == [
+        "backend:=onnxruntime", "model_path:=baseline-2d", "precision:=int8"]

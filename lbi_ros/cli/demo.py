@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate is None:  # camera-only: the node also runs the 2D detector (~50 ms a frame on 2 CPU cores)
         args.rate = BUILTIN_RATE_HZ if args.keypoints == "builtin" else 30.0
     result = run_demo(args.out, duration_s=args.duration, rate_hz=args.rate, people=args.people,
-                      model_path=args.model, backend=args.backend, seed=args.seed, relay=not args.no_relay,
+                      model_path=args.model, backend=args.backend, precision=args.precision, seed=args.seed, relay=not args.no_relay,
                       body=args.body, keypoints=args.keypoints)
     summary = json.loads(result.report.read_text())["summary"]
     m, d = result.metrics, result.node_diagnostics
@@ -87,6 +87,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", default=None, help="also write the report JSON here")
     parser.add_argument("--model", default="", help="checkpoint or ONNX file (default: shipped weights)")
     parser.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "onnxruntime", "torch"))
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "int8"),
+                        help="the node's precision parameter (int8: the image backbone in ONNX Runtime on the CPU)")
     parser.add_argument("--no-relay", action="store_true", help="skip the bare relay latency baseline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keypoints", choices=("truth", "builtin"), default="truth",

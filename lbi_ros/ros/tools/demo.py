@@ -8,7 +8,7 @@ every topic to MCAP, scores the skeletons against the scene's ground truth and d
 
 The node runs as users get it: default parameters and QoS (the player publishes images and CameraInfo
 best effort with the sensor-data profile, as camera drivers do); the only deviations are the ones the
-caller asks for (``backend`` other than auto, ``model_path``), listed in ``summary.node_deviations``.
+caller asks for (``backend`` other than auto, ``model_path``, ``precision`` other than fp32), listed in ``summary.node_deviations``.
 Every process gets the project's Fast DDS profile (``config/fastdds_large_frames.xml``, through
 :mod:`lbi_ros.ros.environment`). All processes share the machine's cores.
 
@@ -79,10 +79,11 @@ def _skeletons(msg, info) -> ReceivedSkeletons:
     return ReceivedSkeletons(stamp_ns(msg.header), int(info["received_timestamp"]), people)
 
 
-def node_deviations(backend: str, model_path: str) -> list[str]:
+def node_deviations(backend: str, model_path: str, precision: str = "fp32") -> list[str]:
     """The ``name:=value`` parameters the demo gives the node that differ from its defaults (config/lift.yaml)."""
     return ([f"backend:={backend}"] if backend != "auto" else []) + (
-        [f"model_path:={model_path}"] if model_path else [])
+        [f"model_path:={model_path}"] if model_path else []) + (
+        [f"precision:={precision}"] if precision != "fp32" else [])
 
 
 def _node_latency(diagnostics: dict[str, str]) -> dict[str, float]:
@@ -126,7 +127,7 @@ def _with_detections(frame, stamp: int | None, detected: list[ReceivedPeople2D])
 
 
 def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.0, people: int = 2,
-             model_path: str = "", backend: str = "auto", seed: int = 0, relay: bool = True,
+             model_path: str = "", backend: str = "auto", seed: int = 0, relay: bool = True, precision: str = "fp32",
              startup_timeout_s: float = 120.0, body: str = "capsule", keypoints: str = "truth") -> DemoResult:
     """Run the graph in a ROS domain reserved for it; this process's environment is restored after.
 
@@ -140,12 +141,12 @@ def run_demo(out_dir: str | Path, duration_s: float = 20.0, rate_hz: float = 30.
     out.mkdir(parents=True, exist_ok=True)
     with reserve_domain_id() as reservation, ros_environment_applied(reservation.domain_id, out / "ros-log"):
         return _run_demo(out, reservation.domain_id, duration_s, rate_hz, people, model_path, backend, seed,
-                         relay and keypoints == "truth", startup_timeout_s, body, keypoints)
+                         relay and keypoints == "truth", startup_timeout_s, body, keypoints, precision)
 
 
 def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, people: int, model_path: str,
               backend: str, seed: int, relay: bool, startup_timeout_s: float, body: str,
-              keypoints: str = "truth") -> DemoResult:
+              keypoints: str = "truth", precision: str = "fp32") -> DemoResult:
     log_dir = out / "ros-log"
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -170,7 +171,7 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
     log.info("ROS domain %d, loopback only; logs in %s", domain_id, log_dir)
-    deviations = node_deviations(backend, model_path) + (["keypoints_source:=builtin"] if keypoints == "builtin" else [])
+    deviations = node_deviations(backend, model_path, precision) + (["keypoints_source:=builtin"] if keypoints == "builtin" else [])
     node_cmd = ["python", "-m", "lbi_ros.ros.lift_node", "--ros-args"]
     for deviation in deviations:
         node_cmd += ["-p", deviation]
