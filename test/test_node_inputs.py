@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 
 from lbi_ros.lens import LensDistortion
 from lbi_ros.ros.environment import popen_ros
@@ -40,23 +41,28 @@ def test_node_frame_path_crops_distorted_images_through_the_lens(oracle_onnx, mo
 
     import lbi_ros.pipeline
     from lbi_ros.input_checks import InputLimits, StampPolicy
+    from lbi_ros.model import ModelConfig, build_model
     from lbi_ros.msg import Person2D, Person2DArray
     from lbi_ros.pipeline import LiftingPipeline
     from lbi_ros.preprocess import CropConfig, compute_crop_box, denormalize_image, warp_crop
     from lbi_ros.ros.frame_processor import FrameProcessor
     from lbi_ros.ros.image_conversion import rgb_to_image
     from lbi_ros.runtime.factory import create_backend
+    from lbi_ros.runtime.torch_backend import TorchBackend
 
     from .test_preprocess import LENSES, WIDE, _distorted_render, _pinhole_crop
 
     lens = LensDistortion("plumb_bob", LENSES["plumb_bob"])
-    seen: list = []  # the model inputs the pipeline built (the oracle model itself reads no image)
+    seen: list = []  # the model inputs the pipeline built
     prepare = lbi_ros.pipeline.prepare_inputs
     monkeypatch.setattr(lbi_ros.pipeline, "prepare_inputs", lambda *a, **k: (seen.append(b := prepare(*a, **k)), b)[1])
-    processor = FrameProcessor(LiftingPipeline(create_backend(oracle_onnx, "onnxruntime")), InputLimits(), StampPolicy(max_age_s=0, max_ahead_s=0))
+    def frame_processor(backend):
+        processor = FrameProcessor(LiftingPipeline(backend), InputLimits(), StampPolicy(max_age_s=0, max_ahead_s=0))
+        assert processor.cameras.update(info) is None
+        return processor
+
     info = CameraInfo(header=Header(frame_id="wide"), width=640, height=480, distortion_model="plumb_bob",
                       k=[WIDE.fx, 0.0, WIDE.cx, 0.0, WIDE.fy, WIDE.cy, 0.0, 0.0, 1.0], d=list(LENSES["plumb_bob"]))
-    assert processor.cameras.update(info) is None
     root = np.array([1.2, 0.3, 4.0])  # right of the axis, where the lens bends most
     ideal = keypoints_at(root, WIDE)
     raw_uv = lens.distort(np.stack([(ideal[:, 0] - WIDE.cx) / WIDE.fx, (ideal[:, 1] - WIDE.cy) / WIDE.fy], -1), WIDE)
@@ -65,9 +71,14 @@ def test_node_frame_path_crops_distorted_images_through_the_lens(oracle_onnx, mo
     keypoints = Person2DArray(header=header, skeleton="h36m17", joint_names=list(H36M17.joint_names), people=[
         Person2D(id="p", score=0.9, u=raw_uv[:, 0].tolist(), v=raw_uv[:, 1].tolist(), confidence=[0.9] * 17)])
     raw = _distorted_render(lens)
-    result = processor.process(rgb_to_image(raw, header), keypoints, now_ns=0)
+    result = frame_processor(create_backend(oracle_onnx, "onnxruntime")).process(rgb_to_image(raw, header), keypoints,
+                                                                               now_ns=0)
     assert result.people is not None and len(result.people) == 1, result.problems
     assert np.allclose(result.people[0].root_cam_m, root, atol=5e-3)  # keypoints were undistorted
+    # the oracle reads no image, so no crop is cut for it: the crop check runs a (random-weight) LBI that reads one
+    torch.manual_seed(0)
+    lbi = build_model(ModelConfig(dim=32, num_heads=2, depth_stage1=2, pgtl_layer=0, depth_stage2=1))
+    frame_processor(TorchBackend(lbi)).process(rgb_to_image(raw, header), keypoints, now_ns=0)
     cfg = CropConfig()
     crop_box = seen[-1].boxes[0]  # the box of the undistorted keypoints (not of the raw ones)
     pinhole_box = compute_crop_box(np.column_stack([ideal, np.full(17, 0.9)]), cfg)

@@ -226,6 +226,28 @@ def test_distorted_camera_crop_matches_the_pinhole_crop(model) -> None:
     assert np.array_equal(bgr, through_lens.astype(np.uint8))
 
 
+@pytest.mark.parametrize("model", sorted(LENSES))
+def test_lens_sampling_map_fill_matches_projecting_every_pixel(model) -> None:
+    """The map is projected exactly on a grid and filled bilinearly in between (25 ms -> ~3 ms for a 256 x 256
+    crop): within 0.2 raw px of projecting every pixel, and black at exactly the same pixels, for a crop inside
+    the image, a zoomed-in one, and one across the edge of the field where the polynomial folds back."""
+    from lbi_ros.lens import LensDistortion, _field_radius, lens_sampling_map
+
+    lens = LensDistortion(model, LENSES[model])
+    for view, size in ((Intrinsics(200.0, 200.0, 100.0, 128.0), (256, 256)),
+                       (Intrinsics(500.0, 500.0, 128.0, 128.0), (256, 256)),
+                       (Intrinsics(150.0, 150.0, -250.0, 160.0), (256, 256)),
+                       (Intrinsics(60.0, 60.0, 40.0, 60.0), (128, 96))):
+        j, i = np.meshgrid(np.arange(size[1], dtype=np.float64), np.arange(size[0], dtype=np.float64))
+        rays = np.stack([(j - view.cx) / view.fx, (i - view.cy) / view.fy], -1)
+        exact = lens.distort(rays, WIDE)
+        outside = np.hypot(rays[..., 0], rays[..., 1]) > _field_radius(WIDE, lens, (640, 480))
+        map_x, map_y = lens_sampling_map(view, size, WIDE, lens, (640, 480))
+        assert np.array_equal(map_x < 0, outside) and np.all(map_x[outside] == -1.0)
+        error = np.hypot(map_x - exact[..., 0], map_y - exact[..., 1])[~outside]
+        assert error.size == 0 or error.max() < 0.2, (view, error.max())
+
+
 def test_lens_crop_outside_the_field_of_view_is_black() -> None:
     """Rays the camera never saw are black, not the fold-back of the polynomial (nor image content)."""
     from lbi_ros.lens import LensDistortion
