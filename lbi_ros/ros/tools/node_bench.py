@@ -203,11 +203,12 @@ class Bench:
         self.node.destroy_node()
         rclpy.try_shutdown()
 
-    def _on_output(self, msg) -> None:
+    def _on_output(self, msg, info) -> None:
+        """Timed at DDS reception (rclpy's MessageInfo, wall clock like the stamp), not when this process's
+        executor, sharing the GIL with the publishing thread, reaches the callback."""
         from lbi_ros.ros.messages import stamp_ns
 
-        stamp = stamp_ns(msg.header)
-        self.outputs.append((time.time_ns(), stamp, len(msg.skeletons)))
+        self.outputs.append((int(info["received_timestamp"]), stamp_ns(msg.header), len(msg.skeletons)))
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
