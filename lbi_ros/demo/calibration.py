@@ -22,6 +22,8 @@ from lbi_ros.runtime.io_spec import IOSpec, square_input_size
 
 CALIBRATION_STEP = 8
 """Frames between two calibration frames (120-frame takes: 15 frames x 4 people = 60 crops)."""
+CALIBRATION_ID = f"demo-scene-4p-seed0-step{CALIBRATION_STEP}"
+"""Names the calibration data in the int8 export cache's key: change it when the data changes."""
 
 
 def _feeds(io_spec: IOSpec, seed: int, frames: range, crop: CropConfig | None) -> list[dict[str, np.ndarray]]:

@@ -171,6 +171,12 @@ def exported_onnx(checkpoint: str | Path, cache_dir: str | Path, precision: Lite
     sidecar_path = path.with_name(path.name + ".json")
     want = {"checkpoint_sha256": digest, "opset": opset, "precision": precision, "lbi_ros": __version__,
             "torch": torch.__version__}
+    if precision == "int8":  # the quantizer and its calibration data decide the graph too
+        import onnxruntime
+
+        from lbi_ros.demo.calibration import CALIBRATION_ID
+
+        want.update(onnxruntime=onnxruntime.__version__, calibration=CALIBRATION_ID)
     with file_lock(path.with_suffix(".lock")):
         with contextlib.suppress(OSError, ValueError):
             sidecar = json.loads(sidecar_path.read_text())
