@@ -138,13 +138,12 @@ def _grid_nodes(size: int, step: int) -> np.ndarray:
 
 def _linear_fill(size: int, nodes: np.ndarray) -> np.ndarray:
     """(size, len(nodes)) weights of linear interpolation between neighbouring nodes; rows sum to 1."""
-    index = np.arange(size, dtype=np.float64)
-    k = np.clip(np.searchsorted(nodes, index, side="right") - 1, 0, len(nodes) - 2) if len(nodes) > 1 else \
-        np.zeros(size, np.int64)
     weights = np.zeros((size, len(nodes)))
-    if len(nodes) == 1:
+    if len(nodes) == 1:  # a one-pixel side: its only node
         weights[:, 0] = 1.0
         return weights
+    index = np.arange(size, dtype=np.float64)
+    k = np.clip(np.searchsorted(nodes, index, side="right") - 1, 0, len(nodes) - 2)  # left node of each pixel
     t = (index - nodes[k]) / (nodes[k + 1] - nodes[k])
     weights[np.arange(size), k] = 1.0 - t
     weights[np.arange(size), k + 1] = t
