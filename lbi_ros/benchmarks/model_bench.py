@@ -259,7 +259,7 @@ def bench_model(name: str, config: Any, variants: list[Variant], batches: list[i
 
             check = check_feeds(backend.io_spec)
         err = max(parity_errors(backend, model, batch_sizes=batches[:1] + batches[-1:], feeds=check,
-                                reduce="mean" if check else "max").values())
+                                reduce="max" if check is None else "mean").values())
         sync = torch.cuda.synchronize if cuda else None
         peak = 0.0
         for batch in batches:

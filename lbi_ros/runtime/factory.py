@@ -70,6 +70,8 @@ def parity_errors(backend: InferenceBackend, model: Any, batch_sizes: Sequence[i
     seeded example inputs of ``batch_sizes``, or the given ``feeds`` (real crops, for the int8 check)."""
     batches = list(feeds) if feeds is not None else [example_inputs(backend.io_spec, b, seed=seed + i)
                                                       for i, b in enumerate(batch_sizes)]
+    if not batches:  # an empty comparison must not pass as a perfect one
+        raise ValueError("parity_errors needs at least one batch of inputs")
     diffs: dict[str, list[np.ndarray]] = {}
     for batch in batches:
         got = backend.infer(batch)
@@ -143,7 +145,7 @@ def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: 
         finally:
             fp32_path.unlink(missing_ok=True)
     backend = OnnxRuntimeBackend(onnx_path, device="cpu", intra_op_threads=1)
-    errors = parity_errors(backend, model, batch_sizes, feeds=check, reduce="mean" if check else "max")
+    errors = parity_errors(backend, model, batch_sizes, feeds=check, reduce="max" if check is None else "mean")
     num_nodes = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
     report = ExportReport(onnx_path, spec, precision, opset, num_nodes, errors,
                           {name: tolerance(precision, name) for name in errors})
