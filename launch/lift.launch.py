@@ -31,6 +31,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("params_file", default_value=default_params),
         DeclareLaunchArgument("model_path", default_value="", description="empty = shipped default weights"),
         DeclareLaunchArgument("backend", default_value="auto", description="auto|tensorrt|onnxruntime|torch"),
+        DeclareLaunchArgument("precision", default_value="fp32",
+                              description="fp32|fp16|int8 (int8: the image backbone, ONNX Runtime on the CPU)"),
         DeclareLaunchArgument("keypoints_source", default_value="topic",
                               description="topic = read a 2D detector's keypoints; builtin = camera alone (the node "
                               "detects people and publishes them on the keypoints topic)"),
@@ -47,6 +49,7 @@ def generate_launch_description() -> LaunchDescription:
             parameters=[LaunchConfiguration("params_file"),
                         {"model_path": LaunchConfiguration("model_path"),
                          "backend": LaunchConfiguration("backend"),
+                         "precision": LaunchConfiguration("precision"),
                          "keypoints_source": LaunchConfiguration("keypoints_source")}],
             remappings=[("image", LaunchConfiguration("image")),
                         ("camera_info", LaunchConfiguration("camera_info")),

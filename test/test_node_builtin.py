@@ -96,3 +96,5 @@ def test_lbi_launch_starts_a_camera_alone():
     command = node_command(args)
     assert "keypoints_source:=builtin" in command and "image:=/front/image_raw" in command
     assert not any("keypoints_source" in c for c in node_command(build_parser().parse_args(["launch"])))
+    assert "precision:=int8" in node_command(build_parser().parse_args(["launch", "--precision", "int8"]))
+    assert not any("precision" in c for c in node_command(build_parser().parse_args(["launch"])))

@@ -34,6 +34,8 @@ def node_command(args: argparse.Namespace) -> list[str]:
         command += ["-p", f"backend:={args.backend}"]
     if args.keypoints_source:
         command += ["-p", f"keypoints_source:={args.keypoints_source}"]
+    if args.precision:
+        command += ["-p", f"precision:={args.precision}"]
     return command
 
 
@@ -81,6 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keypoints", default="/keypoints_2d", help="lbi_ros/Person2DArray topic")
     parser.add_argument("--model", default="", help="checkpoint or ONNX file (default: shipped weights)")
     parser.add_argument("--backend", default="", choices=("", "auto", "tensorrt", "onnxruntime", "torch"))
+    parser.add_argument("--precision", default="", choices=("", "fp32", "fp16", "int8"),
+                        help="int8: the image backbone in ONNX Runtime on the CPU (default: the params file's, fp32)")
     parser.add_argument("--keypoints-source", default="", choices=("", "topic", "builtin"),
                         help="builtin = camera alone: the node detects the people and publishes them on --keypoints "
                              "(default: the params file's value, topic)")
