@@ -9,7 +9,7 @@ encodings are exactly what the node feeds. :func:`check_feeds` takes the frames 
 2D-noise seed, for the deviation check after quantizing.
 
 Calibration only sets value ranges (no labels are read), but note that it sees the demo's own scene: the
-demo's accuracy with an int8 model is not a held-out figure; ``lbi eval --precision int8`` is.
+demo's accuracy with an int8 model is not a held-out figure; ``lbi eval --runtime onnxruntime-int8`` is.
 """
 
 from __future__ import annotations

@@ -94,6 +94,13 @@ def model_precision(proto_or_metadata: Any) -> str:
     return metadata.get(METADATA_KEY_PRECISION, "fp32")
 
 
+def _set_precision(proto: Any, precision: str) -> None:
+    """Write ``precision`` into the ONNX model's metadata (what :func:`model_precision` reads)."""
+    prop = next((p for p in proto.metadata_props if p.key == METADATA_KEY_PRECISION), None)
+    prop = prop or proto.metadata_props.add()
+    prop.key, prop.value = METADATA_KEY_PRECISION, precision
+
+
 def convert_to_fp16(src: str | Path, dst: str | Path) -> Path:
     """Write an fp16 version of the fp32 ONNX ``src`` to ``dst`` (I/O stay float32; see the module doc)."""
     import onnx
@@ -111,9 +118,7 @@ def convert_to_fp16(src: str | Path, dst: str | Path) -> Path:
             proto, keep_io_types=True, op_block_list=list(FP32_OPS), node_block_list=keep)
     _float32_outputs(converted.graph)
     onnx.checker.check_model(converted)
-    prop = next((p for p in converted.metadata_props if p.key == METADATA_KEY_PRECISION), None)
-    prop = prop or converted.metadata_props.add()
-    prop.key, prop.value = METADATA_KEY_PRECISION, "fp16"
+    _set_precision(converted, "fp16")
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(converted, str(dst))
@@ -238,9 +243,7 @@ def quantize_backbone(src: str | Path, dst: str | Path, calibration: Sequence[Ma
     quantized = onnx.load(str(dst))
     del quantized.metadata_props[:]  # the contract of the source, with the precision changed
     quantized.metadata_props.extend(proto.metadata_props)
-    prop = next((p for p in quantized.metadata_props if p.key == METADATA_KEY_PRECISION), None)
-    prop = prop or quantized.metadata_props.add()
-    prop.key, prop.value = METADATA_KEY_PRECISION, "int8"
+    _set_precision(quantized, "int8")
     onnx.save(quantized, str(dst))
     log.info("int8 backbone (%d nodes, %d calibration batches) written to %s", len(nodes), len(feeds), dst)
     return dst
