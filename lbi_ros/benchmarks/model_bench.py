@@ -219,7 +219,7 @@ def bench_model(name: str, config: Any, variants: list[Variant], batches: list[i
 
     from lbi_ros.checkpoint import load_model, save_checkpoint
     from lbi_ros.model import build_model, count_parameters
-    from lbi_ros.runtime.factory import create_backend, parity_errors
+    from lbi_ros.runtime.factory import create_backend, precision_errors
     from lbi_ros.runtime.io_spec import build_io_spec, example_inputs
 
     if checkpoint is None:
@@ -253,13 +253,8 @@ def bench_model(name: str, config: Any, variants: list[Variant], batches: list[i
             log.warning("%s: %s failed to start: %s", name, variant.label, exc)
             skipped[variant.label] = f"failed to start: {exc}"
             continue
-        check = None  # int8 changes the image features: its error is a mean over real crops, not random inputs
-        if variant.options.get("precision") == "int8":
-            from lbi_ros.demo.calibration import check_feeds
-
-            check = check_feeds(backend.io_spec)
-        err = max(parity_errors(backend, model, batch_sizes=batches[:1] + batches[-1:], feeds=check,
-                                reduce="max" if check is None else "mean").values())
+        err = max(precision_errors(backend, model, variant.options.get("precision", "fp32"),
+                                   batch_sizes=batches[:1] + batches[-1:]).values())
         sync = torch.cuda.synchronize if cuda else None
         peak = 0.0
         for batch in batches:

@@ -84,6 +84,17 @@ def parity_errors(backend: InferenceBackend, model: Any, batch_sizes: Sequence[i
     return {name: float(pool(np.concatenate(d))) for name, d in diffs.items()}
 
 
+def precision_errors(backend: InferenceBackend, model: Any, precision: str,
+                     batch_sizes: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """The error that ``tolerance(precision, name)`` bounds: max abs on seeded example inputs, or for int8
+    (quantized image features, not bit-comparable) the mean abs on held-out demo-scene crops."""
+    if precision != "int8":
+        return parity_errors(backend, model, batch_sizes)
+    from lbi_ros.demo.calibration import check_feeds
+
+    return parity_errors(backend, model, feeds=check_feeds(backend.io_spec), reduce="mean")
+
+
 # -- export ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ExportReport:
@@ -105,30 +116,22 @@ class ExportReport:
 def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: Literal["fp32", "fp16", "int8"] = "fp32",
                       opset: int = DEFAULT_OPSET, include_coarse: bool = False,
                       batch_sizes: Sequence[int] = (1, 5), head_only: bool = False) -> ExportReport:
-    """Export the checkpoint's lifter to ``onnx_path`` (fp16: converted graph, I/O float32) and report
-    its parity with PyTorch under ONNX Runtime CPU. ``head_only``: a gated lifter's head (features in).
-    ``int8``: the image backbone quantized (:func:`lbi_ros.runtime.precision.quantize_backbone`), calibrated and
-    checked on the demo scene's person crops (:mod:`lbi_ros.demo.calibration`)."""
+    """Export the checkpoint's lifter to ``onnx_path`` and report its error against PyTorch (ONNX Runtime CPU):
+    fp16 converts the graph (I/O float32), int8 quantizes the image backbone (:mod:`lbi_ros.runtime.precision`,
+    calibrated and checked on demo-scene crops). ``head_only``: a gated lifter's head (features in)."""
     import onnx
 
     from lbi_ros.checkpoint import load_model
+    from lbi_ros.runtime import precision as reduced
     from lbi_ros.runtime.onnx_export import export_onnx
     from lbi_ros.runtime.ort_backend import OnnxRuntimeBackend
-    from lbi_ros.runtime.precision import (
-        convert_to_fp16,
-        fp16_available,
-        int8_available,
-        quantize_backbone,
-        tolerance,
-    )
 
     if precision not in ("fp32", "fp16", "int8"):
         raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
-    if reason := {"fp16": fp16_available, "int8": int8_available}.get(precision, lambda: None)():
+    if reason := {"fp16": reduced.fp16_available, "int8": reduced.int8_available}.get(precision, lambda: None)():
         raise RuntimeError(f"{precision} export unavailable: {reason}")
     model, _ = load_model(checkpoint)
     onnx_path = Path(onnx_path)
-    check = None
     if precision == "fp32":
         spec = export_onnx(model, onnx_path, opset=opset, include_coarse=include_coarse, head_only=head_only)
     else:
@@ -136,19 +139,18 @@ def export_checkpoint(checkpoint: str | Path, onnx_path: str | Path, precision: 
         try:
             spec = export_onnx(model, fp32_path, opset=opset, include_coarse=include_coarse, head_only=head_only)
             if precision == "fp16":
-                convert_to_fp16(fp32_path, onnx_path)
+                reduced.convert_to_fp16(fp32_path, onnx_path)
             else:
-                from lbi_ros.demo.calibration import calibration_feeds, check_feeds
+                from lbi_ros.demo.calibration import calibration_feeds
 
-                quantize_backbone(fp32_path, onnx_path, calibration_feeds(spec))
-                check = check_feeds(spec)
+                reduced.quantize_backbone(fp32_path, onnx_path, calibration_feeds(spec))
         finally:
             fp32_path.unlink(missing_ok=True)
     backend = OnnxRuntimeBackend(onnx_path, device="cpu", intra_op_threads=1)
-    errors = parity_errors(backend, model, batch_sizes, feeds=check, reduce="max" if check is None else "mean")
+    errors = precision_errors(backend, model, precision, batch_sizes)
     num_nodes = len(onnx.load(str(onnx_path), load_external_data=False).graph.node)
     report = ExportReport(onnx_path, spec, precision, opset, num_nodes, errors,
-                          {name: tolerance(precision, name) for name in errors})
+                          {name: reduced.tolerance(precision, name) for name in errors})
     log.info("exported %s -> %s (%s, opset %d): error vs PyTorch %s", checkpoint, onnx_path, precision, opset,
              {k: f"{v:.2e}" for k, v in errors.items()})
     return report
