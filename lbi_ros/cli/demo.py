@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.rate is None:  # camera-only: the node also runs the 2D detector (~50 ms a frame on 2 CPU cores)
         args.rate = BUILTIN_RATE_HZ if args.keypoints == "builtin" else 30.0
     result = run_demo(args.out, duration_s=args.duration, rate_hz=args.rate, people=args.people,
-                      model_path=args.model, backend=args.backend, precision=args.precision, seed=args.seed, relay=not args.no_relay,
-                      body=args.body, keypoints=args.keypoints)
+                      model_path=args.model, backend=args.backend, precision=args.precision, seed=args.seed,
+                      relay=not args.no_relay, body=args.body, keypoints=args.keypoints)
     summary = json.loads(result.report.read_text())["summary"]
     m, d = result.metrics, result.node_diagnostics
     print(f"backend          {summary['backend']}  (model: {d.get('model', args.model or 'default weights')})")

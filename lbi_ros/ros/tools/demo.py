@@ -8,7 +8,8 @@ every topic to MCAP, scores the skeletons against the scene's ground truth and d
 
 The node runs as users get it: default parameters and QoS (the player publishes images and CameraInfo
 best effort with the sensor-data profile, as camera drivers do); the only deviations are the ones the
-caller asks for (``backend`` other than auto, ``model_path``, ``precision`` other than fp32), listed in ``summary.node_deviations``.
+caller asks for (``backend`` other than auto, ``model_path``, ``precision`` other than fp32), listed in
+``summary.node_deviations``.
 Every process gets the project's Fast DDS profile (``config/fastdds_large_frames.xml``, through
 :mod:`lbi_ros.ros.environment`). All processes share the machine's cores.
 
@@ -171,7 +172,8 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
     log.info("ROS domain %d, loopback only; logs in %s", domain_id, log_dir)
-    deviations = node_deviations(backend, model_path, precision) + (["keypoints_source:=builtin"] if keypoints == "builtin" else [])
+    deviations = node_deviations(backend, model_path, precision) + (
+        ["keypoints_source:=builtin"] if keypoints == "builtin" else [])
     node_cmd = ["python", "-m", "lbi_ros.ros.lift_node", "--ros-args"]
     for deviation in deviations:
         node_cmd += ["-p", deviation]
@@ -184,10 +186,10 @@ def _run_demo(out: Path, domain_id: int, duration_s: float, rate_hz: float, peop
     mcap = None
     stamps_path = out / "stamps.json"
     try:
-        recorder.create_subscription(Skeleton3DArray, "skeletons_3d", lambda m, info: received.append(_skeletons(m, info)),
-                                     reliable)
-        recorder.create_subscription(Skeleton3DArray, "relay/skeletons_3d", lambda m, info: relayed.append(_skeletons(m, info)),
-                                     reliable)
+        recorder.create_subscription(Skeleton3DArray, "skeletons_3d",
+                                     lambda m, info: received.append(_skeletons(m, info)), reliable)
+        recorder.create_subscription(Skeleton3DArray, "relay/skeletons_3d",
+                                     lambda m, info: relayed.append(_skeletons(m, info)), reliable)
         recorder.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         if keypoints == "builtin":  # the node's own 2D people, scored against the truth
             recorder.create_subscription(Person2DArray, "keypoints_2d", lambda m: detected.append(_people_2d(m)),
